@@ -1,0 +1,1 @@
+"""Fusion models: one readable module per paper."""

@@ -1,0 +1,1 @@
+"""emi: Emotional Mimicry Intensity estimation pipeline (library part)."""

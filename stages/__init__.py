@@ -1,0 +1,1 @@
+"""One small entry module per DVC stage; see dvc.yaml."""
