@@ -1,0 +1,203 @@
+"""Ingest adapters: turn a dataset on disk into the manifest, one row per clip.
+
+Manifest columns: ``clip_id`` (string), ``path`` (string), ``split`` (train | valid | test) and the six
+emotion columns (float64, null where unknown). Three sources:
+
+- ``demo``: the folder written by ``stages/make_demo.py`` (``labels.csv`` + ``clips/``);
+- ``hume``: a Hume-Vidmimic2 copy (``train_split.csv``, ``valid_split.csv``, ``raw/``,
+  ``test_data/raw/``); stems are 5-digit strings, never integers;
+- ``manifest``: the user's CSV ``Filename,path,split,<six emotions>``; ``path`` is a video or an
+  audio-only file, relative to the CSV's folder unless absolute.
+
+A wrong header, a missing file, an unknown split, a label outside [0, 1] or a duplicate id raises
+:class:`IngestError` naming the file and row, before anything is written.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Optional
+
+import pyarrow as pa
+
+from pipeline.emotions import EMOTIONS, LABEL_CSV_HEADER
+
+SPLITS: tuple[str, ...] = ("train", "valid", "test")
+MEDIA_SUFFIXES: tuple[str, ...] = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".wav", ".mp3", ".flac", ".m4a", ".ogg")
+
+MANIFEST_SCHEMA = pa.schema(
+    [
+        pa.field("clip_id", pa.string(), nullable=False),
+        pa.field("path", pa.string(), nullable=False),
+        pa.field("split", pa.string(), nullable=False),
+        *[pa.field(name, pa.float64()) for name in EMOTIONS],
+    ]
+)
+
+
+class IngestError(ValueError):
+    """The dataset on disk is malformed; the message names the file and the row."""
+
+
+@dataclass(frozen=True)
+class ClipRow:
+    clip_id: str
+    path: str
+    split: str
+    labels: tuple[Optional[float], ...]  # six values in EMOTIONS order, None where unknown
+
+
+def normalize_stem(raw: str) -> str:
+    """Hume stems are 5-digit strings; a CSV tool may have dropped the zeros (00012 -> 12)."""
+    raw = raw.strip()
+    return raw.zfill(5) if raw.isdigit() else raw
+
+
+def _read_csv(path: Path, expected: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
+    """Rows of ``path`` as (line number, row) after checking the header is exactly ``expected``."""
+    if not path.is_file():
+        raise IngestError(f"{path}: file not found")
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None:
+            raise IngestError(f"{path}: empty file, expected header {','.join(expected)}")
+        header = [h.strip() for h in header]
+        if tuple(header) != expected:
+            missing = [h for h in expected if h not in header]
+            extra = [h for h in header if h not in expected]
+            detail = []
+            if missing:
+                detail.append(f"missing {missing}")
+            if extra:
+                detail.append(f"unexpected {extra}")
+            if not detail:
+                detail.append("columns out of order")
+            raise IngestError(
+                f"{path}: row 1 (header) is {','.join(header)!r}; expected {','.join(expected)!r} ({'; '.join(detail)})"
+            )
+        rows = []
+        for line_no, values in enumerate(reader, start=2):
+            if not values or all(not v.strip() for v in values):
+                continue
+            if len(values) != len(expected):
+                raise IngestError(f"{path}: row {line_no} has {len(values)} fields, expected {len(expected)}")
+            rows.append((line_no, dict(zip(expected, (v.strip() for v in values)))))
+    return rows
+
+
+def _parse_labels(row: dict[str, str], where: str, *, required: bool) -> tuple[Optional[float], ...]:
+    labels = []
+    for name in EMOTIONS:
+        text = row[name]
+        if text == "":
+            if required:
+                raise IngestError(f"{where}: label {name!r} is empty")
+            labels.append(None)
+            continue
+        try:
+            value = float(text)
+        except ValueError:
+            raise IngestError(f"{where}: label {name!r} is {text!r}, not a number") from None
+        if not (0.0 <= value <= 1.0) or math.isnan(value):
+            raise IngestError(f"{where}: label {name!r} = {value} is outside [0, 1]")
+        labels.append(value)
+    return tuple(labels)
+
+
+def _check_unique(rows: Iterable[ClipRow]) -> None:
+    seen: dict[str, str] = {}
+    for row in rows:
+        if row.clip_id in seen:
+            raise IngestError(f"duplicate clip id {row.clip_id!r}: {seen[row.clip_id]} and {row.path}")
+        seen[row.clip_id] = row.path
+
+
+def _require_file(path: Path, where: str) -> None:
+    if not path.is_file():
+        raise IngestError(f"{where}: media file {path} does not exist")
+
+
+def read_demo(root: Path) -> list[ClipRow]:
+    rows = []
+    for line_no, row in _read_csv(root / "labels.csv", ("clip_id", "split", *EMOTIONS)):
+        where = f"{root / 'labels.csv'}: row {line_no} ({row['clip_id']})"
+        candidates = sorted((root / "clips").glob(f"{row['clip_id']}.*"))
+        if not candidates:
+            raise IngestError(f"{where}: no media file clips/{row['clip_id']}.* under {root}")
+        rows.append(
+            ClipRow(row["clip_id"], str(candidates[0]), _parse_split(row["split"], where), _parse_labels(row, where, required=True))
+        )
+    return rows
+
+
+def read_hume(root: Path) -> list[ClipRow]:
+    rows = []
+    for split in ("train", "valid"):
+        csv_path = root / f"{split}_split.csv"
+        for line_no, row in _read_csv(csv_path, LABEL_CSV_HEADER):
+            stem = normalize_stem(row["Filename"])
+            where = f"{csv_path}: row {line_no} (Filename {row['Filename']})"
+            media = root / "raw" / f"{stem}.mp4"
+            _require_file(media, where)
+            rows.append(ClipRow(stem, str(media), split, _parse_labels(row, where, required=True)))
+    test_dir = root / "test_data" / "raw"
+    if test_dir.is_dir():
+        for media in sorted(test_dir.glob("*.mp4")):
+            rows.append(ClipRow(normalize_stem(media.stem), str(media), "test", (None,) * len(EMOTIONS)))
+    return rows
+
+
+def read_user_manifest(csv_path: Path) -> list[ClipRow]:
+    rows = []
+    for line_no, row in _read_csv(csv_path, ("Filename", "path", "split", *EMOTIONS)):
+        where = f"{csv_path}: row {line_no} (Filename {row['Filename']})"
+        if not row["Filename"]:
+            raise IngestError(f"{where}: empty Filename")
+        split = _parse_split(row["split"], where)
+        media = Path(row["path"])
+        if not media.is_absolute():
+            media = csv_path.parent / media
+        _require_file(media, where)
+        if media.suffix.lower() not in MEDIA_SUFFIXES:
+            raise IngestError(f"{where}: {media.name} is not a known video or audio file type {MEDIA_SUFFIXES}")
+        rows.append(ClipRow(normalize_stem(row["Filename"]), str(media), split, _parse_labels(row, where, required=False)))
+    return rows
+
+
+def _parse_split(text: str, where: str) -> str:
+    if text not in SPLITS:
+        raise IngestError(f"{where}: split {text!r} is not one of {SPLITS}")
+    return text
+
+
+def build_manifest(source: str, root: str | Path, *, limit_per_split: Optional[int] = None) -> pa.Table:
+    """Read the dataset at ``root`` with the ``source`` adapter; rows sorted by (split, clip_id)."""
+    root = Path(root)
+    readers = {"demo": read_demo, "hume": read_hume, "manifest": read_user_manifest}
+    if source not in readers:
+        raise IngestError(f"unknown data.source {source!r}; expected one of {sorted(readers)}")
+    rows = readers[source](root)
+    if not rows:
+        raise IngestError(f"{root}: no clips found for data.source={source}")
+    _check_unique(rows)
+    rows.sort(key=lambda r: (SPLITS.index(r.split), r.clip_id))
+    if limit_per_split is not None:
+        kept: dict[str, int] = {}
+        limited = []
+        for row in rows:
+            kept[row.split] = kept.get(row.split, 0) + 1
+            if kept[row.split] <= limit_per_split:
+                limited.append(row)
+        rows = limited
+    columns = {
+        "clip_id": [r.clip_id for r in rows],
+        "path": [r.path for r in rows],
+        "split": [r.split for r in rows],
+    }
+    for index, name in enumerate(EMOTIONS):
+        columns[name] = [r.labels[index] for r in rows]
+    return pa.table(columns, schema=MANIFEST_SCHEMA)

@@ -1,0 +1,32 @@
+"""Stage ingest: read the configured dataset into data/manifest.parquet (one row per clip)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+
+from pipeline.atomic import write_parquet
+from pipeline.config import ParamsError, load_params
+from pipeline.manifest import IngestError, build_manifest
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--out", required=True, help="manifest Parquet file to write")
+    args = parser.parse_args(argv)
+    try:
+        data = load_params(args.params).data
+        table = build_manifest(data.source, data.root, limit_per_split=data.limit_per_split)
+    except (ParamsError, IngestError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    write_parquet(table, args.out)
+    counts = Counter(table.column("split").to_pylist())
+    print(f"ingest: {table.num_rows} clips from {data.source} at {data.root}: {dict(counts)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

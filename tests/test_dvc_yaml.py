@@ -1,0 +1,71 @@
+"""dvc.yaml agrees with the code: each stage tracks exactly the params it reads and lists every
+project module it imports (DVC does not follow imports, so a missing dep means a stale cache)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from pipeline.config import ALL_KEYS, STAGE_SECTIONS, stage_keys
+
+from .conftest import REPO
+
+DVC = yaml.safe_load((REPO / "dvc.yaml").read_text())
+
+
+def _expanded_stages() -> dict[str, dict]:
+    stages = {}
+    for name, stage in DVC["stages"].items():
+        if "foreach" not in stage:
+            stages[name] = stage
+            continue
+        for key, item in stage["foreach"].items():
+            text = json.dumps(stage["do"]).replace("${key}", key)
+            for field, value in item.items():
+                text = text.replace("${item.%s}" % field, value)
+            stages[f"{name}@{key}"] = json.loads(text)
+    return stages
+
+
+STAGES = _expanded_stages()
+SCRIPTS = {name: stage["cmd"].split("-m ", 1)[1].split()[0] for name, stage in STAGES.items()}
+
+
+def _leaves(declared: list[str]) -> list[str]:
+    return [k for k in ALL_KEYS if any(k == d or k.startswith(d + ".") for d in declared)]
+
+
+@pytest.mark.parametrize("stage", sorted(STAGE_SECTIONS))
+def test_stage_tracks_exactly_the_params_it_reads(stage: str) -> None:
+    declared = [p for p in STAGES[stage].get("params", []) if isinstance(p, str)]
+    assert sorted(_leaves(declared)) == sorted(stage_keys(stage))
+
+
+def test_feature_stages_never_track_fusion_or_train() -> None:
+    for name in ("decode", "asr", "features@visual", "features@audio", "features@text"):
+        assert not any(p.startswith(("fusion", "train")) for p in STAGES[name].get("params", []))
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_stage_deps_list_every_project_module_it_imports(stage: str) -> None:
+    module = SCRIPTS[stage]
+    probe = (
+        "import importlib, json, sys, pathlib\n"
+        f"importlib.import_module({module!r})\n"
+        "root = pathlib.Path.cwd().resolve()\n"
+        "files = set()\n"
+        "for m in list(sys.modules.values()):\n"
+        "    f = getattr(m, '__file__', None)\n"
+        "    if f and pathlib.Path(f).resolve().is_relative_to(root) and '.venv' not in f:\n"
+        "        files.add(str(pathlib.Path(f).resolve().relative_to(root)))\n"
+        "print(json.dumps(sorted(files)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)
+    imported = {f for f in json.loads(out.stdout.strip().splitlines()[-1]) if not f.endswith("/__init__.py") or f.count("/") > 1}
+    imported -= {"pipeline/__init__.py", "stages/__init__.py", "models/__init__.py"}
+    deps = {d for d in STAGES[stage]["deps"] if isinstance(d, str)}
+    assert sorted(imported - deps) == [], f"{stage} imports modules its dvc.yaml deps do not list"
