@@ -6,7 +6,11 @@ VENV := .venv
 BIN := $(abspath $(VENV))/bin
 STAMP := $(VENV)/.emi-installed
 
-.PHONY: setup demo test clean-data
+# The CI-size demo: the metrics gate runs the pipeline with these overrides and compares
+# eval/metrics.json with the baseline committed on main (README, "CI metrics gate").
+CI_SIZE := -S demo.n_train=48 -S demo.n_valid=24 -S demo.n_test=12
+
+.PHONY: setup demo test ci-gate ci-baseline clean-data
 
 setup: $(STAMP)
 
@@ -20,6 +24,16 @@ demo: setup
 
 test: setup
 	PATH="$(BIN):$$PATH" python -m pytest -q $(PYTEST_ARGS)
+
+ci-gate: setup
+	PATH="$(BIN):$$PATH" dvc exp run $(CI_SIZE)
+	PATH="$(BIN):$$PATH" python -m pipeline.gate
+
+# Deliberate step: rerun the CI-size pipeline and leave its metrics as the new baseline to commit.
+ci-baseline: setup
+	PATH="$(BIN):$$PATH" dvc exp run $(CI_SIZE)
+	git checkout -- params.yaml
+	@echo "New baseline in eval/metrics.json. Review it, then: git add eval/metrics.json && git commit -m 'Update CI metrics baseline'"
 
 clean-data:
 	rm -rf data eval .dvc/cache .dvc/tmp
