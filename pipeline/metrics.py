@@ -1,0 +1,56 @@
+"""The challenge metric: Pearson correlation per emotion and its mean over the six emotions.
+
+Conventions (both papers' definition, plus what they leave open):
+
+- Computed in float64 on the rows where that emotion's label is finite (NaN = unknown label).
+- A constant prediction (or a constant label column, or fewer than two labelled rows) has no
+  defined correlation; it scores 0, not NaN, so a collapsed model ranks below any informative one
+  and the mean stays a number that ``dvc metrics diff`` and the CI gate can compare.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from pipeline.emotions import EMOTIONS
+
+
+def pearson(pred: np.ndarray, true: np.ndarray) -> float:
+    """Pearson correlation of two (N,) vectors, NaN labels skipped; 0 when undefined."""
+    pred = np.asarray(pred, np.float64)
+    true = np.asarray(true, np.float64)
+    keep = np.isfinite(true)
+    pred, true = pred[keep], true[keep]
+    if pred.size < 2:
+        return 0.0
+    dp = pred - pred.mean()
+    dt = true - true.mean()
+    denom = np.sqrt(np.dot(dp, dp) * np.dot(dt, dt))
+    if not np.isfinite(denom) or denom == 0.0:
+        return 0.0
+    return float(np.dot(dp, dt) / denom)
+
+
+def pearson_per_emotion(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """pred, true: (N, 6) -> (6,) float64 correlations in EMOTIONS order."""
+    if pred.shape != true.shape or pred.ndim != 2 or pred.shape[1] != len(EMOTIONS):
+        raise ValueError(f"expected two (N, {len(EMOTIONS)}) arrays, got {pred.shape} and {true.shape}")
+    return np.array([pearson(pred[:, k], true[:, k]) for k in range(pred.shape[1])], np.float64)
+
+
+def pearson_report(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    """{"mean": ..., "<Emotion>": ...} for the metrics file."""
+    per = pearson_per_emotion(pred, true)
+    return {"mean": float(per.mean()), **{name: float(v) for name, v in zip(EMOTIONS, per)}}
+
+
+def pearson_loss(pred: torch.Tensor, true: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """1 - mean over emotions of the batch Pearson correlation; pred, true: (B, 6) -> scalar.
+
+    ``eps`` keeps the gradient finite when a column of the batch is constant.
+    """
+    dp = pred - pred.mean(dim=0, keepdim=True)
+    dt = true - true.mean(dim=0, keepdim=True)
+    r = (dp * dt).sum(dim=0) / torch.sqrt((dp * dp).sum(dim=0) * (dt * dt).sum(dim=0) + eps)
+    return 1.0 - r.mean()

@@ -1,0 +1,393 @@
+"""Feature shards: the one place that defines, writes, reads and (re)builds them.
+
+A modality's features live in ``data/features/<modality>/<split>-NNNNN.parquet``: few large files
+(DVC hashes directories of many small files slowly), one row per clip, columns
+
+    clip_id string, modality string, model string, available bool, reason string, T int32, dim int32,
+    values list<fixed_size_list<float16|float32, dim>>  (T frames of dim values)
+    times list<float32>  (seconds from clip start),  valid list<bool>
+
+and schema metadata ``modality``, ``model``, ``dim``, ``dtype``, ``fingerprint`` (no timestamps, so
+the same inputs give byte-identical files). An unavailable record has T = 0 and a ``reason``.
+
+:func:`build_shards` is the resumable runner behind ``stages/features.py``: a shard whose final file
+carries the expected fingerprint is kept, any other is computed and written atomically, so a killed
+run keeps its finished shards and redoes only the rest; files not in the plan are removed at the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Mapping, NamedTuple, Optional, Sequence, Union
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from pipeline.atomic import atomic_path
+from pipeline.features import ClipFeatures, FeatureExtractor
+
+DTYPES: dict[str, pa.DataType] = {"float16": pa.float16(), "float32": pa.float32()}
+# Reason prefix of clips whose extraction raised, and the fingerprint mark of shards holding them.
+ERROR_PREFIX = "error: "
+INCOMPLETE_PREFIX = "incomplete:"
+# Clips per Parquet row group: a reader asking for a few clips decodes only their row groups.
+ROW_GROUP_CLIPS = 32
+
+
+def feature_schema(*, dim: int, dtype: str) -> pa.Schema:
+    """The Arrow schema of a shard whose values are ``dim`` wide and stored as ``dtype``."""
+    return pa.schema(
+        [
+            pa.field("clip_id", pa.string(), nullable=False),
+            pa.field("modality", pa.string(), nullable=False),
+            pa.field("model", pa.string(), nullable=False),
+            pa.field("available", pa.bool_(), nullable=False),
+            pa.field("reason", pa.string(), nullable=False),
+            pa.field("T", pa.int32(), nullable=False),
+            pa.field("dim", pa.int32(), nullable=False),
+            pa.field("values", pa.list_(pa.list_(DTYPES[dtype], dim)), nullable=False),
+            pa.field("times", pa.list_(pa.float32()), nullable=False),
+            pa.field("valid", pa.list_(pa.bool_()), nullable=False),
+        ]
+    )
+
+
+def _check_record(rec: ClipFeatures, dim: int) -> int:
+    T = rec.values.shape[0] if rec.values.ndim == 2 else -1
+    if rec.values.ndim != 2 or rec.values.shape[1] != dim:
+        raise ValueError(f"clip {rec.clip_id}: values have shape {rec.values.shape}, expected (T, {dim})")
+    if rec.times.shape != (T,) or rec.valid.shape != (T,):
+        raise ValueError(f"clip {rec.clip_id}: times {rec.times.shape} / valid {rec.valid.shape} do not match T={T}")
+    if not rec.available and T:
+        raise ValueError(f"clip {rec.clip_id}: an unavailable record must have T = 0, got {T}")
+    return T
+
+
+def records_table(records: Sequence[ClipFeatures], *, modality: str, model_name: str, dim: int, dtype: str) -> pa.Table:
+    """The shard table of ``records`` (values cast to ``dtype``; non-finite values raise)."""
+    lengths = np.array([_check_record(r, dim) for r in records], np.int64)
+    offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
+    flat = np.concatenate([r.values for r in records]) if records else np.zeros((0, dim), np.float32)
+    with np.errstate(over="ignore"):  # overflow is reported below, naming the clip
+        flat = np.ascontiguousarray(flat, dtype=np.dtype(dtype))
+    bad = ~np.isfinite(flat).all(axis=1)
+    if bad.any():
+        owner = records[int(np.searchsorted(np.cumsum(lengths), np.flatnonzero(bad)[0], side="right"))].clip_id
+        hint = " (float16 overflow? set features.dtype: float32)" if dtype == "float16" else ""
+        raise ValueError(f"clip {owner}: non-finite feature values after casting to {dtype}{hint}")
+    values = pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1), DTYPES[dtype]), dim)
+    times = np.concatenate([r.times for r in records]).astype(np.float32) if records else np.zeros(0, np.float32)
+    valid = np.concatenate([r.valid for r in records]).astype(bool) if records else np.zeros(0, bool)
+    n = len(records)
+    columns = {
+        "clip_id": pa.array([r.clip_id for r in records], pa.string()),
+        "modality": pa.array([modality] * n, pa.string()),
+        "model": pa.array([model_name] * n, pa.string()),
+        "available": pa.array([bool(r.available) for r in records], pa.bool_()),
+        "reason": pa.array([r.reason for r in records], pa.string()),
+        "T": pa.array(lengths.astype(np.int32)),
+        "dim": pa.array(np.full(n, dim, np.int32)),
+        "values": pa.ListArray.from_arrays(offsets, values),
+        "times": pa.ListArray.from_arrays(offsets, pa.array(times)),
+        "valid": pa.ListArray.from_arrays(offsets, pa.array(valid)),
+    }
+    schema = feature_schema(dim=dim, dtype=dtype)
+    return pa.Table.from_arrays([columns[f.name].cast(f.type) for f in schema], schema=schema)
+
+
+def write_shard(
+    path: str | os.PathLike[str],
+    records: Sequence[ClipFeatures],
+    *,
+    modality: str,
+    model_name: str,
+    dim: int,
+    dtype: str,
+    fingerprint: str,
+) -> None:
+    """Write ``records`` to ``path`` atomically (temp name, fsync, rename), zstd, deterministic."""
+    table = records_table(records, modality=modality, model_name=model_name, dim=dim, dtype=dtype)
+    meta = {"modality": modality, "model": model_name, "dim": str(dim), "dtype": dtype, "fingerprint": fingerprint}
+    table = table.replace_schema_metadata(meta)
+    with atomic_path(path, ".parquet") as tmp:
+        pq.write_table(table, tmp, compression="zstd", row_group_size=ROW_GROUP_CLIPS)
+
+
+def shard_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The shard's schema metadata (modality, model, dim, dtype, fingerprint), read from the footer."""
+    meta = pq.read_schema(path).metadata or {}
+    return {k.decode(): v.decode() for k, v in meta.items() if not k.startswith(b"ARROW:")}
+
+
+def shard_fingerprint(path: str | os.PathLike[str]) -> Optional[str]:
+    """The fingerprint stored in ``path``; None if the file is absent, unreadable or has none."""
+    try:
+        return shard_metadata(path).get("fingerprint")
+    except (OSError, pa.ArrowException):
+        return None
+
+
+def shard_paths(directory: str | os.PathLike[str]) -> list[Path]:
+    """The shard files of a directory in name order (temporary files start with a dot)."""
+    return sorted(p for p in Path(directory).glob("*.parquet") if not p.name.startswith("."))
+
+
+class ShardInfo(NamedTuple):
+    dim: int
+    model: str
+
+
+def shard_info(directory: str | os.PathLike[str]) -> ShardInfo:
+    """Feature width and extractor name of a modality directory (all shards must agree)."""
+    paths = shard_paths(directory)
+    if not paths:
+        raise FileNotFoundError(f"{directory}: no feature shards")
+    infos = {(int(m["dim"]), m["model"]) for m in map(shard_metadata, paths)}
+    if len(infos) != 1:
+        raise ValueError(f"{directory}: shards disagree on (dim, model): {sorted(infos)}")
+    return ShardInfo(*infos.pop())
+
+
+def _records(table: pa.Table) -> Iterator[ClipFeatures]:
+    """(rows of a shard table) -> ClipFeatures with float32 values, one per row."""
+    lengths = table.column("T").to_numpy()
+    dim = int(table.column("dim")[0].as_py()) if table.num_rows else 0
+    flat = table.column("values").combine_chunks().flatten().flatten().to_numpy(zero_copy_only=False)
+    values = np.asarray(flat, np.float32).reshape(-1, dim) if dim else np.zeros((0, 0), np.float32)
+    times = table.column("times").combine_chunks().flatten().to_numpy(zero_copy_only=False).astype(np.float32)
+    valid = table.column("valid").combine_chunks().flatten().to_numpy(zero_copy_only=False).astype(bool)
+    ids = table.column("clip_id").to_pylist()
+    available = table.column("available").to_pylist()
+    reasons = table.column("reason").to_pylist()
+    starts = np.concatenate([[0], np.cumsum(lengths)])
+    for i, clip_id in enumerate(ids):
+        a, b = starts[i], starts[i + 1]
+        yield ClipFeatures(
+            clip_id=clip_id,
+            values=values[a:b],
+            times=times[a:b],
+            valid=valid[a:b],
+            available=bool(available[i]),
+            reason=reasons[i],
+        )
+
+
+def read_features(
+    directory: str | os.PathLike[str],
+    *,
+    clip_ids: Optional[Iterable[str]] = None,
+    modality: Optional[str] = None,
+) -> Iterator[ClipFeatures]:
+    """Stream the records of a modality directory, shard by shard, in file then row order.
+
+    With ``clip_ids``, only the row groups holding those clips are decoded (the ``clip_id`` column
+    is read first); ids with no record are simply not yielded. ``modality``, when given, must match
+    every shard's metadata (guards against pointing at the wrong folder). Values come back float32.
+    """
+    wanted = None if clip_ids is None else set(clip_ids)
+    for path in shard_paths(directory):
+        handle = pq.ParquetFile(path)
+        meta = {k.decode(): v.decode() for k, v in (handle.schema_arrow.metadata or {}).items()}
+        if modality is not None and meta.get("modality") != modality:
+            raise ValueError(f"{path}: holds modality {meta.get('modality')!r}, expected {modality!r}")
+        if wanted is None:
+            for group in range(handle.num_row_groups):
+                yield from _records(handle.read_row_group(group))
+            continue
+        ids = handle.read(columns=["clip_id"]).column(0).to_pylist()
+        bounds = np.cumsum([0] + [handle.metadata.row_group(g).num_rows for g in range(handle.num_row_groups)])
+        for group in range(handle.num_row_groups):
+            rows = [i - bounds[group] for i in range(bounds[group], bounds[group + 1]) if ids[i] in wanted]
+            if rows:
+                yield from _records(handle.read_row_group(group).take(rows))
+
+
+# ------------------------------------------------------------------------------------ planning
+def plan_shards(clip_ids_by_split: Mapping[str, Sequence[str]], clips_per_shard: int) -> list[tuple[str, list[str]]]:
+    """Cut each split's clips (in the given order) into ``<split>-NNNNN.parquet`` shards."""
+    if clips_per_shard < 1:
+        raise ValueError(f"clips_per_shard must be >= 1, got {clips_per_shard}")
+    plan = []
+    for split, ids in clip_ids_by_split.items():
+        ids = list(ids)
+        for k in range(math.ceil(len(ids) / clips_per_shard)):
+            plan.append((f"{split}-{k:05d}.parquet", ids[k * clips_per_shard : (k + 1) * clips_per_shard]))
+    return plan
+
+
+def file_digest(path: str | os.PathLike[str]) -> str:
+    """sha256 of a file's bytes."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def code_and_versions(modules: Iterable[str], packages: Iterable[str]) -> dict[str, str]:
+    """{module: sha256 of its source, package: installed version}: what makes features change
+    besides params and inputs (DVC reruns the stage on a code change; this makes the runner
+    recompute instead of keeping shards with a matching fingerprint)."""
+    import importlib
+    import importlib.metadata
+
+    out = {m: file_digest(importlib.import_module(m).__file__) for m in sorted(modules)}
+    for name in sorted(packages):
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+def fingerprint_tasks(
+    plan: Sequence[tuple[str, Sequence[str]]], *, config: Mapping[str, object], clip_digest: Callable[[str], str]
+) -> list[ShardTask]:
+    """One task per planned shard, fingerprinted by ``config`` (params, model, code, versions,
+    device) and, per clip, its id and ``clip_digest(clip_id)`` (a hash of that clip's inputs)."""
+    base = json.dumps(config, sort_keys=True, default=str).encode()
+    tasks = []
+    for name, ids in plan:
+        h = hashlib.sha256(base)
+        for clip_id in ids:
+            h.update(f"\n{clip_id}\0{clip_digest(clip_id)}".encode())
+        tasks.append(ShardTask(name=name, clip_ids=list(ids), fingerprint=h.hexdigest()))
+    return tasks
+
+
+# ------------------------------------------------------------------------------------- runner
+@dataclass(frozen=True)
+class Unavailable:
+    """An input provider's verdict that a clip has no usable input for the modality."""
+
+    clip_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    name: str
+    clip_ids: list[str]
+    fingerprint: str
+
+
+@dataclass
+class BuildReport:
+    computed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    reasons: dict[str, int] = field(default_factory=dict)  # missing-record reasons of computed clips
+    available: int = 0
+
+
+InputProvider = Callable[[list[str]], Iterable[Union[object, Unavailable]]]
+
+
+def extract_robustly(extractor: FeatureExtractor, inputs: list) -> list[ClipFeatures]:
+    """extract_batch, falling back to one clip at a time so one bad clip cannot sink a batch;
+    a clip that still raises, or yields non-finite values, becomes a missing record."""
+    try:
+        out = extractor.extract_batch(inputs)
+    except Exception:  # noqa: BLE001 - retried per clip below, where the culprit is recorded
+        out = []
+        for item in inputs:
+            try:
+                out.extend(extractor.extract_batch([item]))
+            except Exception as error:  # noqa: BLE001
+                reason = f"{ERROR_PREFIX}{type(error).__name__}: {error}"
+                print(f"warning: {item.clip_id}: {reason}", file=sys.stderr)
+                out.append(ClipFeatures.missing(item.clip_id, extractor.dim, reason))
+    return [
+        r if np.isfinite(r.values).all() else ClipFeatures.missing(r.clip_id, extractor.dim, f"{ERROR_PREFIX}non-finite features")
+        for r in out
+    ]
+
+
+def _compute(task: ShardTask, *, extractor: FeatureExtractor, inputs: InputProvider, chunk_clips: int, bar: tqdm) -> list[ClipFeatures]:
+    done: dict[str, ClipFeatures] = {}
+    pending: list = []
+
+    def flush() -> None:
+        for rec in extract_robustly(extractor, pending):
+            done[rec.clip_id] = rec
+        bar.update(len(pending))
+        pending.clear()
+
+    for item in inputs(task.clip_ids):
+        if isinstance(item, Unavailable):
+            done[item.clip_id] = ClipFeatures.missing(item.clip_id, extractor.dim, item.reason)
+            bar.update(1)
+            continue
+        pending.append(item)
+        if len(pending) >= chunk_clips:
+            flush()
+    if pending:
+        flush()
+    absent = [c for c in task.clip_ids if c not in done]
+    bar.update(len(absent))
+    return [done.get(c) or ClipFeatures.missing(c, extractor.dim, "no decoded input") for c in task.clip_ids]
+
+
+def build_shards(
+    out_dir: str | os.PathLike[str],
+    tasks: Sequence[ShardTask],
+    *,
+    extractor: FeatureExtractor,
+    inputs: InputProvider,
+    dtype: str,
+    chunk_clips: int,
+    progress: bool = True,
+) -> BuildReport:
+    """Bring ``out_dir`` to exactly the shards of ``tasks``.
+
+    ``inputs(clip_ids)`` yields, for those clips, the extractor's input objects or
+    :class:`Unavailable`; the extractor sees ``chunk_clips`` clips per ``extract_batch`` call.
+    A shard whose file already carries its task's fingerprint is skipped. Leftover temporary
+    files of killed runs and shards not in ``tasks`` are deleted.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for tmp in out_dir.glob(".*.tmp"):
+        tmp.unlink()
+    report = BuildReport()
+    todo = []
+    for task in tasks:
+        if shard_fingerprint(out_dir / task.name) == task.fingerprint:
+            report.skipped.append(task.name)
+        else:
+            todo.append(task)
+    total = sum(len(t.clip_ids) for t in todo)
+    with tqdm(total=total, unit="clip", desc=f"features@{extractor.modality}", disable=not progress, file=sys.stderr) as bar:
+        for task in todo:
+            records = _compute(task, extractor=extractor, inputs=inputs, chunk_clips=chunk_clips, bar=bar)
+            errors = [r.reason for r in records if r.reason.startswith(ERROR_PREFIX)]
+            if errors and len(errors) == len(records):
+                raise RuntimeError(f"{task.name}: extraction failed for every clip, first: {errors[0]}")
+            write_shard(
+                out_dir / task.name,
+                records,
+                modality=extractor.modality,
+                model_name=extractor.model_name,
+                dim=extractor.dim,
+                dtype=dtype,
+                # A shard with failed clips is kept for downstream stages but never matches its
+                # fingerprint, so the next run retries it (the failure may have been transient).
+                fingerprint=f"{INCOMPLETE_PREFIX}{task.fingerprint}" if errors else task.fingerprint,
+            )
+            report.computed.append(task.name)
+            for rec in records:
+                if rec.available:
+                    report.available += 1
+                else:
+                    report.reasons[rec.reason] = report.reasons.get(rec.reason, 0) + 1
+    planned = {t.name for t in tasks}
+    for stale in shard_paths(out_dir):
+        if stale.name not in planned:
+            stale.unlink()
+            report.removed.append(stale.name)
+    return report

