@@ -36,7 +36,7 @@ from pipeline.dataset import ModalityInfo, build_clip_table
 from pipeline.decoding import decode_clip
 from pipeline.emotions import EMOTIONS, LABEL_CSV_HEADER
 from pipeline.evaluation import submission_stem
-from pipeline.features import MODALITIES, UNAVAILABLE, ClipFeatures, TextInput
+from pipeline.features import MODALITIES, UNAVAILABLE, ClipFeatures, TextInput, build_extractor
 from pipeline.manifest import MEDIA_SUFFIXES
 from pipeline.shards import extract_robustly
 from pipeline.training import load_model, predict
@@ -89,7 +89,9 @@ class Predictor:
         self.model, meta = load_model(model_dir, device=self.device)
         self.modalities = tuple(m for m in MODALITIES if m in meta["features"])
         self.info = {m: ModalityInfo(dim=int(meta["features"][m]["dim"]), model=meta["features"][m]["model"]) for m in self.modalities}
-        self.extractors = {m: self._extractor(m) for m in self.modalities}
+        self.extractors = {
+            m: build_extractor(m, getattr(params.features, m), device=self.device.type) for m in self.modalities
+        }
         for m, extractor in self.extractors.items():
             if (extractor.model_name, extractor.dim) != (self.info[m].model, self.info[m].dim):
                 raise ValueError(
@@ -102,20 +104,6 @@ class Predictor:
             self.recognizer = build_recognizer(asr, device=default_device(asr.backend), cpu_threads=torch.get_num_threads())
         self.max_frames = {"visual": params.fusion.max_visual_frames, "audio": params.fusion.max_audio_frames}
 
-    def _extractor(self, modality: str):
-        device = self.device.type
-        if modality == "visual":
-            from pipeline.features.visual import build_visual_extractor
-
-            return build_visual_extractor(self.params.features.visual, device=device)
-        if modality == "audio":
-            from pipeline.features.audio import build_audio_extractor
-
-            return build_audio_extractor(self.params.features.audio, device=device)
-        from pipeline.features.text import build_text_extractor
-
-        return build_text_extractor(self.params.features.text, device=device)
-
     def predict_files(self, files: Sequence[Path], clip_ids: Sequence[str]) -> list[Prediction]:
         decoded = [decode_clip(f, self.params.decode, clip_id=c) for f, c in zip(files, clip_ids)]
         records: dict[str, list[ClipFeatures]] = {m: [] for m in self.modalities}
@@ -123,8 +111,6 @@ class Predictor:
             usable, blocked = [], []
             for clip in decoded:
                 reason = next((f for f in clip.report.faults if f in UNAVAILABLE[m]), "")
-                if clip.report.status == "corrupt" or clip.report.status == "too_short":
-                    reason = clip.report.status
                 if reason:
                     blocked.append(ClipFeatures.missing(clip.report.clip_id, self.info[m].dim, reason))
                 elif m == "visual":

@@ -29,11 +29,10 @@ import pyarrow.parquet as pq  # noqa: E402
 import torch  # noqa: E402
 
 from pipeline.config import ParamsError, load_params  # noqa: E402
-from pipeline.features import TextInput  # noqa: E402
+from pipeline.features import UNAVAILABLE, TextInput, build_extractor  # noqa: E402
 from pipeline.shards import Unavailable, build_shards, code_and_versions, file_digest, fingerprint_tasks, plan_shards  # noqa: E402
 
 SPLITS = ("train", "valid", "test")
-UNAVAILABLE = {"visual": ("no_video_stream", "no_face"), "audio": ("no_audio_stream", "silent_audio"), "text": ()}
 # Project modules whose code shapes each modality's values (dvc.yaml lists them and their imports).
 CODE = {
     "visual": ("pipeline.features.visual", "pipeline.features.fer", "pipeline.decoding"),
@@ -91,16 +90,6 @@ def decoded_inputs(modality: str, decoded: str, status: dict[str, dict]):
     return clip_digest, inputs
 
 
-def build_extractor(modality: str, section, device: str):
-    if modality == "visual":
-        from pipeline.features.visual import build_visual_extractor as build
-    elif modality == "audio":
-        from pipeline.features.audio import build_audio_extractor as build
-    else:
-        from pipeline.features.text import build_text_extractor as build
-    return build(section, device=device)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml")
@@ -129,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         clip_digest, inputs = text_inputs(args.asr)
     else:
         clip_digest, inputs = decoded_inputs(modality, args.decoded, status)
-    extractor = build_extractor(modality, section, device)
+    extractor = build_extractor(modality, section, device=device)
     config = {
         "modality": modality, "params": section.model_dump(), "dtype": features.dtype, "model": extractor.model_name,
         "device": device, "code": code_and_versions(("stages.features", "pipeline.shards", "pipeline.features", *CODE[modality]), PACKAGES),

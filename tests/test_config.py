@@ -58,7 +58,7 @@ def test_bad_value_names_key_and_value() -> None:
 
 def test_stage_keys_are_prefix_closed() -> None:
     assert stage_keys("ingest") == ["data.source", "data.root", "data.limit_per_split"]
-    assert all(k.startswith("features.audio.") or k == "features.dtype" for k in stage_keys("features@audio"))
+    assert all(k.startswith("features.audio.") or k in ("features.dtype", "features.clips_per_shard") for k in stage_keys("features@audio"))
     assert not any(k.startswith(("fusion.", "train.")) for s in ("decode", "asr", "features@text") for k in stage_keys(s))
 
 

@@ -264,7 +264,7 @@ def test_smile_latent_moves_the_measured_mouth_corners(tmp_path: Path) -> None:
         for k, smile in enumerate(smiles):
             spec = ClipSpec(
                 clip_id=f"smile_{k}", split="train", seed=100 + k, smile=smile, brow=float(rng.uniform(-1, 1)),
-                arousal=0.0, pitch=0.0, wording=0.0, sentence="Good effort, well done.", duration_s=2.5,
+                arousal=0.0, pitch=0.0, wording=0.0, sentence="Nice try, it looks good.", duration_s=2.5,
             )
             path = tmp_path / f"{spec.clip_id}.mp4"
             write_clip(path, spec)

@@ -15,6 +15,14 @@ import numpy as np
 
 MODALITIES: tuple[str, ...] = ("visual", "audio", "text")
 
+# Decode faults (pipeline.decoding statuses) that make a modality missing for a clip; the feature
+# stage and pipeline.predict both use this table so training and prediction treat a clip alike.
+UNAVAILABLE: dict[str, tuple[str, ...]] = {
+    "visual": ("no_video_stream", "no_face"),
+    "audio": ("no_audio_stream", "silent_audio"),
+    "text": (),
+}
+
 
 @dataclass
 class ClipFeatures:
@@ -81,3 +89,19 @@ class FeatureExtractor(Protocol):
     def extract_batch(self, inputs: Sequence) -> list[ClipFeatures]:
         """One ClipFeatures per input, in order; never raises for one bad clip."""
         ...
+
+
+def build_extractor(modality: str, section, *, device: str) -> FeatureExtractor:
+    """The extractor of ``modality`` from its params section (``features.<modality>``).
+
+    The modality's module is imported here, on demand, so a stage loads only its own models.
+    """
+    if modality == "visual":
+        from pipeline.features.visual import build_visual_extractor as build
+    elif modality == "audio":
+        from pipeline.features.audio import build_audio_extractor as build
+    elif modality == "text":
+        from pipeline.features.text import build_text_extractor as build
+    else:
+        raise ValueError(f"unknown modality {modality!r}; expected one of {MODALITIES}")
+    return build(section, device=device)
