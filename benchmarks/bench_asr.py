@@ -1,10 +1,10 @@
 """ASR and audio-feature speed and accuracy on real speech (../shared/realdata).
 
-1. Parallelism on 20 RAVDESS files, Whisper base: one process with 2 CTranslate2 threads
-   (workers=1) against two processes with 1 thread each (workers=2), interleaved ``--repeats``
-   times; model loading and process start-up included in both.
-2. Word error rate, clips/s and real-time factor (wall seconds per audio second) of base and
-   tiny.en on all 120 RAVDESS files (the two known sentences), workers=2.
+1. Parallelism, Whisper base: one process with 2 CTranslate2 threads (workers=1) against two
+   processes with 1 thread each (workers=2), on 20 and on all 120 RAVDESS files, interleaved
+   ``--repeats`` times; model loading and process start-up included in both.
+2. Word error rate, clips/s and real-time factor (wall seconds per audio second) of base (from
+   the runs above) and tiny.en (workers=2) on all 120 RAVDESS files (two known sentences).
 3. The same figures for base on the speech of the four talking-head videos (texts printed).
 4. Audio features (Whisper encoder): clips/s and real-time factor of base and tiny.en (int8) on
    the 120 RAVDESS files; base int8 against float32 on the 20-file subset, speed and how far the
@@ -83,7 +83,7 @@ def feature_run(clips: list[AsrClip], params: AudioFeatureParams) -> tuple[list,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "asr.json"))
     args = parser.parse_args()
 
@@ -96,19 +96,22 @@ def main() -> None:
 
     picked = list(range(0, len(clips), 6))[:20]
     subset, subset_refs = [clips[i] for i in picked], [references[i] for i in picked]
-    strategy: dict[str, list[dict]] = {"workers=1 (1 process, 2 threads)": [], "workers=2 (2 processes, 1 thread)": []}
-    for _ in range(args.repeats):
-        for name, workers in zip(strategy, (1, 2)):
-            run = asr_run(subset, AsrParams(workers=workers), subset_refs)
-            strategy[name].append({k: v for k, v in run.items() if k != "texts"})
-    results["parallelism_base_20_clips"] = {
-        name: {"runs": runs, "median_wall_s": statistics.median(r["wall_s"] for r in runs), "min_wall_s": min(r["wall_s"] for r in runs)}
-        for name, runs in strategy.items()
-    }
+    results["parallelism_base"] = {}
+    last_full_run: dict = {}
+    for files, refs in ((subset, subset_refs), (clips, references)):
+        runs: dict[int, list[dict]] = {1: [], 2: []}
+        for _ in range(args.repeats):
+            for workers in (1, 2):
+                run = asr_run(files, AsrParams(workers=workers), refs)
+                runs[workers].append({k: v for k, v in run.items() if k != "texts"})
+                last_full_run = run
+        results["parallelism_base"][f"{len(files)} clips"] = {
+            f"workers={w}": {"runs": r, "median_wall_s": statistics.median(x["wall_s"] for x in r)} for w, r in runs.items()
+        }
 
     results["ravdess_120"] = {}
     for model in ("base", "tiny.en"):
-        run = asr_run(clips, AsrParams(model=model), references)
+        run = last_full_run if model == "base" else asr_run(clips, AsrParams(model=model), references)
         results["ravdess_120"][model] = {k: v for k, v in run.items() if k != "texts"}
         results["ravdess_120"][model]["wrong"] = [
             {"file": c.clip_id, "reference": ref, "text": text}
@@ -142,9 +145,10 @@ def main() -> None:
         print(f"{name:52s} {f['clips']:5d} {f['wall_s']:7.1f} {f['cpu_s']:7.1f} {f['clips_per_s']:7.2f} {f['rtf']:6.3f} {wer:>6s} "
               f"{f['load_before']:4.1f}-{f['load_after']:<4.1f}")
 
-    for name, entry in results["parallelism_base_20_clips"].items():
-        for i, f in enumerate(entry["runs"]):
-            row(f"asr base, {name}, run {i + 1}", f)
+    for files, entry in results["parallelism_base"].items():
+        for workers, runs in entry.items():
+            for i, f in enumerate(runs["runs"]):
+                row(f"asr base, {files}, {workers}, run {i + 1}", f)
     for model, f in results["ravdess_120"].items():
         row(f"asr {model}, RAVDESS 120, workers=2", f)
     row("asr base, 4 real videos, workers=2", results["videos_base"])

@@ -50,6 +50,30 @@ class ModalityInput(NamedTuple):
     present: torch.Tensor
 
 
+class FeatureNorm(nn.Module):
+    """Per-dimension standardisation of one modality's input features, (x - mean) / std.
+
+    The statistics are buffers fitted on the training split (``pipeline.training.fit_feature_norm``)
+    and saved with the weights, so evaluation and prediction standardise exactly as training did.
+    Pretrained features differ in scale by orders of magnitude (Whisper encoder states vs. FER
+    probabilities); without this the paper's recipe (lr 1e-4) barely moves on small data.
+    Identity until fitted.
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("inv_std", torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (..., D) -> (..., D)
+        return (x - self.mean) * self.inv_std
+
+
+def standardize(norm: nn.ModuleDict, inputs: Mapping[str, "ModalityInput"]) -> dict[str, "ModalityInput"]:
+    """Inputs with each modality's features standardised (padding positions stay masked)."""
+    return {m: inp._replace(x=norm[m](inp.x)) if m in norm else inp for m, inp in inputs.items()}
+
+
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """x: (B, T, D), mask: (B, T) bool -> (B, D); rows with no valid position give zeros."""
     weights = mask.to(x.dtype).unsqueeze(-1)
@@ -144,6 +168,7 @@ class Taemi(nn.Module):
         self.config = config
         c = config
         mods = c.modalities
+        self.norm = nn.ModuleDict({m: FeatureNorm(c.input_dims[m]) for m in mods})
         self.proj = nn.ModuleDict({m: nn.Linear(c.input_dims[m], c.d_model) for m in mods})
         if c.missing_tokens:
             self.missing_token = nn.ParameterDict({m: nn.Parameter(torch.randn(c.d_model) * 0.02) for m in mods})
@@ -186,6 +211,7 @@ class Taemi(nn.Module):
     def forward(self, inputs: Mapping[str, ModalityInput]) -> torch.Tensor:
         """inputs: {m: ModalityInput} for every modality of the config -> (B, n_outputs)."""
         c = self.config
+        inputs = standardize(self.norm, inputs)
         present = {m: inputs[m].present & inputs[m].mask.any(dim=1) for m in c.modalities}
         if self.training:
             present = drop_modalities(present, c.modality_dropout)

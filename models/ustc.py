@@ -36,7 +36,7 @@ import torch
 import torch.nn as nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from models.taemi import MODALITY_ORDER, ModalityInput, drop_modalities, masked_mean
+from models.taemi import MODALITY_ORDER, FeatureNorm, ModalityInput, drop_modalities, masked_mean, standardize
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -114,6 +114,7 @@ class Ustc(nn.Module):
         self.config = config
         c = config
         d = c.d_model
+        self.norm = nn.ModuleDict({m: FeatureNorm(c.input_dims[m]) for m in c.modalities})
         mapped_in: dict[str, int] = {}
         if "visual" in c.input_dims:
             self.visual_in = nn.Linear(c.input_dims["visual"], d)
@@ -179,6 +180,7 @@ class Ustc(nn.Module):
         self, inputs: Mapping[str, ModalityInput], present: Mapping[str, torch.Tensor]
     ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """{m: (tokens (B, S_m, d) in the shared space, valid (B, S_m) bool)}; absent rows all False."""
+        inputs = standardize(self.norm, inputs)
         out = {}
         for m in self.config.modalities:
             inp = inputs[m]

@@ -45,8 +45,9 @@ from pipeline.config import FusionParams, TrainParams, UstcParams
 from pipeline.dataset import ClipTable, ModalityInfo
 from pipeline.metrics import pearson_loss, pearson_per_emotion
 
-# The fusion models are small: one thread is fast (several threads lose more to synchronisation,
-# badly so on a loaded machine) and makes CPU results independent of the core count.
+# One thread makes CPU results independent of the core count and degrades gracefully: in
+# benchmarks/bench_fusion.py two threads were 1.4-2x faster on an idle 2-core machine but 5-10x
+# slower on a loaded one (threads spin waiting for each other). Real-size runs belong on a GPU.
 CPU_THREADS = 1
 SGDR_MIN_RATIO = 0.01  # seed 001: eta_min / eta_max = 1e-7 / 1e-5
 EMA_RAMP = 10.0
@@ -182,6 +183,19 @@ def _loss(kind: str, pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(pred, true) if kind == "mse" else pearson_loss(pred, true)
 
 
+def fit_feature_norm(model: nn.Module, table: ClipTable) -> None:
+    """Set the model's input standardisation (``model.norm[m]``) from ``table``'s valid frames:
+    per-dimension mean and std in float64, std floored at 1e-3 so near-constant dimensions stay
+    bounded. Only the training split is ever passed here."""
+    for m, norm in model.norm.items():
+        frames = [v[ok].astype(np.float64) for v, ok in zip(table.values[m], table.valid[m]) if v is not None]
+        if not frames:
+            continue
+        stacked = np.concatenate(frames)
+        norm.mean.copy_(torch.from_numpy(stacked.mean(axis=0)).to(norm.mean))
+        norm.inv_std.copy_(torch.from_numpy(1.0 / np.maximum(stacked.std(axis=0), 1e-3)).to(norm.inv_std))
+
+
 def train_model(
     *,
     model: nn.Module,
@@ -194,6 +208,7 @@ def train_model(
     """Fit ``model`` on ``train`` (fully labelled clips) and select the epoch on ``valid``."""
     if len(train) == 0 or len(valid) == 0:
         raise ValueError(f"training needs labelled train and valid clips, got {len(train)} and {len(valid)}")
+    fit_feature_norm(model, train)
     model.to(device)
     steps_per_epoch = math.ceil(len(train) / params.batch_size)
     schedule = dict(
@@ -257,6 +272,7 @@ def contrastive_pretrain(
 ) -> list[dict]:
     """USTC stage 1 on ``train`` (labels unused): weighted symmetric InfoNCE of visual-text and
     audio-text clip embeddings. Returns one history entry per epoch (epoch, loss, lr)."""
+    fit_feature_norm(model, train)
     model.to(device)
     steps_per_epoch = math.ceil(len(train) / params.batch_size)
     cycle = params.sgdr_cycle_epochs * steps_per_epoch

