@@ -10,7 +10,7 @@ STAMP := $(VENV)/.emi-installed
 # eval/metrics.json with the baseline committed on main (README, "CI metrics gate").
 CI_SIZE := -S demo.n_train=48 -S demo.n_valid=24 -S demo.n_test=12
 
-.PHONY: setup demo test ci-gate ci-baseline clean-data
+.PHONY: setup demo test grid ci-gate ci-baseline clean-data
 
 setup: $(STAMP)
 
@@ -24,6 +24,10 @@ demo: setup
 
 test: setup
 	PATH="$(BIN):$$PATH" python -m pytest -q $(PYTEST_ARGS)
+
+# The papers' ablation tables on the configured dataset (run `make demo` and commit dvc.lock first).
+grid: setup
+	PATH="$(BIN):$$PATH" python -m pipeline.grid run
 
 ci-gate: setup
 	PATH="$(BIN):$$PATH" dvc exp run $(CI_SIZE)
