@@ -260,11 +260,17 @@ def summarise(clip_id: str, language: Optional[str], raw_segments: list[Segment]
 
 
 def skip_reason(clip: AsrClip) -> Optional[Transcript]:
-    """The row of a clip that must not be transcribed (no or silent audio), else None."""
+    """The row of a clip that must not be transcribed (no, silent or too short audio), else None.
+
+    A clip decode calls ``too_short`` (under ``decode.min_duration_s``) holds no sentence; Whisper
+    would still hallucinate a word there (it wrote "I", word probability 0.05, for a 0.24 s clip),
+    so it gets ``no_speech`` without being run."""
     if clip.samples is None or len(clip.samples) == 0:
         return Transcript.skipped(clip.clip_id, "no_audio", clip.decode_message or "no decoded audio")
     if "silent_audio" in clip.faults:
         return Transcript.skipped(clip.clip_id, "silent", clip.decode_message or "decode found the audio silent")
+    if "too_short" in clip.faults:
+        return Transcript.skipped(clip.clip_id, "no_speech", clip.decode_message or "clip too short to hold speech")
     return None
 
 

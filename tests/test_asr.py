@@ -198,6 +198,9 @@ def test_silent_and_missing_audio_are_not_transcribed(base_params: AsrParams) ->
         AsrClip("empty", np.zeros(0, np.float32), 16000),
         # Digital silence that decode did not flag still has no speech: VAD finds nothing.
         AsrClip("unflagged", zeros, 16000),
+        # Under decode.min_duration_s: never run (Whisper hallucinates a word on 0.24 s of audio).
+        AsrClip("short", np.random.default_rng(0).normal(0, 0.1, 3840).astype(np.float32), 16000,
+                faults=["too_short"], decode_message="duration 0.240 s < 0.3 s"),
     ]
     rows = list(transcribe_clips(clips, base_params, device="cpu", workers=1))
     assert [(r.clip_id, r.status, r.has_speech, r.text) for r in rows] == [
@@ -205,7 +208,9 @@ def test_silent_and_missing_audio_are_not_transcribed(base_params: AsrParams) ->
         ("none", "no_audio", False, None),
         ("empty", "no_audio", False, None),
         ("unflagged", "no_speech", False, None),
+        ("short", "no_speech", False, None),
     ]
+    assert rows[4].message == "duration 0.240 s < 0.3 s"
     assert rows[0].message == "audio level -200.0 dBFS" and rows[1].message == "no audio stream"
     assert rows[3].segments == () and rows[3].avg_logprob is None
 
