@@ -74,6 +74,15 @@ def standardize(norm: nn.ModuleDict, inputs: Mapping[str, "ModalityInput"]) -> d
     return {m: inp._replace(x=norm[m](inp.x)) if m in norm else inp for m, inp in inputs.items()}
 
 
+def check_widths(input_dims: Mapping[str, int], *, d_model: int, n_heads: int) -> None:
+    """The checks both models' configs share: known modalities, heads dividing the width."""
+    unknown = set(input_dims) - set(MODALITY_ORDER)
+    if not input_dims or unknown:
+        raise ValueError(f"input_dims must map some of {MODALITY_ORDER} to widths, got {dict(input_dims)}")
+    if d_model % n_heads:
+        raise ValueError(f"d_model {d_model} is not a multiple of n_heads {n_heads}")
+
+
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """x: (B, T, D), mask: (B, T) bool -> (B, D); rows with no valid position give zeros."""
     weights = mask.to(x.dtype).unsqueeze(-1)
@@ -121,11 +130,7 @@ class TaemiConfig:
     n_outputs: int = 6
 
     def __post_init__(self) -> None:
-        unknown = set(self.input_dims) - set(MODALITY_ORDER)
-        if not self.input_dims or unknown:
-            raise ValueError(f"input_dims must map some of {MODALITY_ORDER} to widths, got {self.input_dims}")
-        if self.d_model % self.n_heads:
-            raise ValueError(f"d_model {self.d_model} is not a multiple of n_heads {self.n_heads}")
+        check_widths(self.input_dims, d_model=self.d_model, n_heads=self.n_heads)
         if self.uses_anchor and self.anchor not in self.input_dims:
             raise ValueError(f"anchor '{self.anchor}' is not among the modalities in use {sorted(self.input_dims)}")
 

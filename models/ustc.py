@@ -36,7 +36,7 @@ import torch
 import torch.nn as nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from models.taemi import MODALITY_ORDER, FeatureNorm, ModalityInput, drop_modalities, masked_mean, standardize
+from models.taemi import MODALITY_ORDER, FeatureNorm, check_widths, ModalityInput, drop_modalities, masked_mean, standardize
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,11 +55,7 @@ class UstcConfig:
     n_outputs: int = 6
 
     def __post_init__(self) -> None:
-        unknown = set(self.input_dims) - set(MODALITY_ORDER)
-        if not self.input_dims or unknown:
-            raise ValueError(f"input_dims must map some of {MODALITY_ORDER} to widths, got {self.input_dims}")
-        if self.d_model % self.n_heads:
-            raise ValueError(f"d_model {self.d_model} is not a multiple of n_heads {self.n_heads}")
+        check_widths(self.input_dims, d_model=self.d_model, n_heads=self.n_heads)
 
     @property
     def modalities(self) -> tuple[str, ...]:
