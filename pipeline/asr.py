@@ -22,6 +22,8 @@ a long clip does not mask the rest. Status per row: ok | no_audio | silent | no_
 
 from __future__ import annotations
 
+import math
+
 import multiprocessing
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -85,6 +87,9 @@ class Segment:
     words: tuple[Word, ...] = ()
 
     def looks_like_non_speech(self) -> bool:
+        # A model that yields non-finite scores (a broken or untrained checkpoint) is not trusted.
+        if not (math.isfinite(self.no_speech_prob) and math.isfinite(self.avg_logprob)):
+            return True
         return self.no_speech_prob > NO_SPEECH_PROB and self.avg_logprob < LOW_AVG_LOGPROB
 
 
