@@ -36,7 +36,8 @@ from pipeline.atomic import write_json
 from pipeline.config import AsrParams, AudioFeatureParams
 from pipeline.features import AudioInput
 from pipeline.features.audio import build_audio_extractor
-from tests.test_asr import load_audio, word_errors, words
+from pipeline.asr import word_errors, words
+from tests.test_asr import load_audio
 
 REPO = Path(__file__).resolve().parents[1]
 REALDATA = REPO.parent / "shared" / "realdata"

@@ -33,6 +33,7 @@ import av
 import numpy as np
 import pyarrow.parquet as pq
 
+from pipeline.asr import word_errors, words
 from pipeline.atomic import write_json
 from pipeline.config import load_params
 from pipeline.demo import generate_demo
@@ -49,10 +50,8 @@ _CONTRACTIONS = {"i'm": "i am", "can't": "cannot", "it's": "it is", "that's": "t
 
 
 def _words(text: str) -> list[str]:
-    words = []
-    for word in re.sub(r"[^a-z' ]", " ", text.lower().replace("-", " ")).split():
-        words += _CONTRACTIONS.get(word, word).split()
-    return words
+    """pipeline.asr.words with hyphens split and contractions expanded, as the demo's sentences differ."""
+    return [part for word in words(text.replace("-", " ")) for part in _CONTRACTIONS.get(word, word).split()]
 
 
 def _loo_ridge_pearson(x: np.ndarray, y: np.ndarray, alpha: float = 1.0) -> float:
@@ -61,16 +60,6 @@ def _loo_ridge_pearson(x: np.ndarray, y: np.ndarray, alpha: float = 1.0) -> floa
     hat = x @ np.linalg.solve(x.T @ x + alpha * np.eye(x.shape[1]), x.T)
     loo = y - (y - hat @ y) / (1.0 - np.diag(hat))
     return float(np.corrcoef(loo, y)[0, 1])
-
-
-def _wer(reference: list[str], hypothesis: list[str]) -> float:
-    """Word-level Levenshtein distance over the reference length."""
-    row = list(range(len(hypothesis) + 1))
-    for i, ref in enumerate(reference, 1):
-        previous, row[0] = row[0], i
-        for j, hyp in enumerate(hypothesis, 1):
-            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (ref != hyp))
-    return row[-1] / max(len(reference), 1)
 
 
 def _check_text(root: Path, rows: list[dict], model_name: str) -> dict:
@@ -86,8 +75,9 @@ def _check_text(root: Path, rows: list[dict], model_name: str) -> dict:
         segments, _ = model.transcribe(audio, language="en", beam_size=5, vad_filter=True)
         transcripts.append(" ".join(s.text for s in segments).strip())
         heard = _words(transcripts[-1])
-        errors.append(_wer(_words(row["sentence"]), heard))
-        exact += heard == _words(row["sentence"])
+        reference = _words(row["sentence"])
+        errors.append(word_errors(reference, heard) / max(len(reference), 1))
+        exact += heard == reference
     embedder = TextExtractor(model="all-MiniLM-L6-v2", max_tokens=128, pooling="mean", batch_size=32)
     wording = np.array([r["wording"] for r in rows])
     return {

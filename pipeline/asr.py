@@ -23,6 +23,7 @@ a long clip does not mask the rest. Status per row: ok | no_audio | silent | no_
 from __future__ import annotations
 
 import math
+import re
 
 import multiprocessing
 from collections import deque
@@ -384,3 +385,19 @@ def transcribe_clips(
 
 def transcripts_table(rows: Iterable[Transcript]) -> pa.Table:
     return pa.Table.from_pylist([row.to_row() for row in rows], schema=TRANSCRIPT_SCHEMA)
+
+
+# ------------------------------------------------------------------------------ scoring
+def words(text: str) -> list[str]:
+    """Lower-cased words with punctuation removed, as word error rate compares them."""
+    return re.sub(r"[^\w\s']", " ", text.lower()).split()
+
+
+def word_errors(reference: list[str], hypothesis: list[str]) -> int:
+    """Levenshtein distance on words (substitutions + deletions + insertions)."""
+    row = list(range(len(hypothesis) + 1))
+    for i, ref in enumerate(reference, 1):
+        prev, row[0] = row[0], i
+        for j, hyp in enumerate(hypothesis, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ref != hyp))
+    return row[-1]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -29,6 +28,8 @@ from pipeline.asr import (
     transcribe_clip,
     transcribe_clips,
     transcripts_table,
+    word_errors,
+    words,
 )
 from pipeline.atomic import write_parquet
 from pipeline.config import AsrParams
@@ -49,20 +50,6 @@ def load_audio(path: str | Path, rate: int | None = 16000) -> tuple[np.ndarray, 
             for out in resampler.resample(frame)
         ]
     return np.concatenate(chunks).astype(np.float32), rate
-
-
-def words(text: str) -> list[str]:
-    return re.sub(r"[^\w\s']", " ", text.lower()).split()
-
-
-def word_errors(reference: list[str], hypothesis: list[str]) -> int:
-    """Levenshtein distance on words (substitutions + deletions + insertions)."""
-    row = list(range(len(hypothesis) + 1))
-    for i, ref in enumerate(reference, 1):
-        prev, row[0] = row[0], i
-        for j, hyp in enumerate(hypothesis, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ref != hyp))
-    return row[-1]
 
 
 def test_word_errors_counts_edits() -> None:
