@@ -10,7 +10,7 @@ STAMP := $(VENV)/.emi-installed
 # eval/metrics.json with the baseline committed on main (README, "CI metrics gate").
 CI_SIZE := -S demo.n_train=48 -S demo.n_valid=24 -S demo.n_test=12
 
-.PHONY: setup demo test grid ci-gate ci-baseline clean-data
+.PHONY: setup demo test lint grid ci-gate ci-baseline clean-data
 
 setup: $(STAMP)
 
@@ -22,8 +22,12 @@ demo: setup
 	PATH="$(BIN):$$PATH" dvc repro
 	PATH="$(BIN):$$PATH" dvc metrics show
 
-test: setup
+test: setup lint
 	PATH="$(BIN):$$PATH" python -m pytest -q $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # The papers' ablation tables on the configured dataset (run `make demo` and commit dvc.lock first).
 grid: setup

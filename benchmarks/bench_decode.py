@@ -29,16 +29,11 @@ import av
 
 from pipeline.atomic import write_json
 from pipeline.config import DecodeParams
-from pipeline.decoding import (
-    ClipDecoder,
-    _decode_audio,
-    _probe,
-    _StreamLog,
-    decode_manifest,
-    sample_frames,
-    usable_cpus,
-)
-from pipeline.faces import FaceDetector
+from pipeline.decode import ClipDecoder, decode_manifest, sample_frames
+from pipeline.decode.audio import decode_audio
+from pipeline.decode.faces import FaceDetector
+from pipeline.decode.probe import StreamLog, probe
+from pipeline.runtime import usable_cpus
 
 REPO = Path(__file__).resolve().parents[1]
 VIDEOS = REPO.parent / "shared" / "realdata" / "video"
@@ -65,8 +60,8 @@ def clip_figures(path: Path, params: DecodeParams, repeats: int) -> dict:
         nonlocal report
         report, _ = decoders[threads].decode(path, path.stem, lambda rows: None)
 
-    walls = {threads: statistics.median(timed(lambda: whole(threads)) for _ in range(repeats)) for threads in (1, 2)}
-    cpus = {threads: statistics.median(cpu_timed(lambda: whole(threads)) for _ in range(repeats)) for threads in (1, 2)}
+    walls = {t: statistics.median(timed(lambda t=t: whole(t)) for _ in range(repeats)) for t in (1, 2)}
+    cpus = {t: statistics.median(cpu_timed(lambda t=t: whole(t)) for _ in range(repeats)) for t in (1, 2)}
     for decoder in decoders.values():
         decoder.close()
 
@@ -77,13 +72,17 @@ def clip_figures(path: Path, params: DecodeParams, repeats: int) -> dict:
     )
     with FaceDetector(min_score=params.min_face_score) as detector:
         faces = statistics.median(timed(lambda: [detector.detect(rgb) for rgb in frames]) for _ in range(repeats))
-    probe = _probe(str(path))
+    found = probe(str(path))
     audio = 0.0
-    if probe.audio_index is not None:
+    if found.audio_index is not None:
         audio = statistics.median(
             timed(
-                lambda: _decode_audio(
-                    str(path), probe.audio_index, sample_rate=params.sample_rate, origin=Fraction(0), log=_StreamLog("audio")
+                lambda: decode_audio(
+                    str(path),
+                    found.audio_index,
+                    sample_rate=params.sample_rate,
+                    origin=Fraction(0),
+                    log=StreamLog("audio"),
                 )
             )
             for _ in range(repeats)
@@ -146,8 +145,10 @@ def main() -> None:
 
     per_clip = [clip_figures(p, params, args.repeats) for p in paths]
     print(f"load average at start: {os.getloadavg()}")
-    print(f"{'clip':34s} {'source':18s} {'dur s':>6s} {'1 thr s':>8s} {'x rt':>6s} {'2 thr s':>8s} {'x rt':>6s}"
-          f" {'cpu1 s':>7s} {'cpu2 s':>7s} {'video':>6s} {'faces':>6s} {'audio':>6s}")
+    print(
+        f"{'clip':34s} {'source':18s} {'dur s':>6s} {'1 thr s':>8s} {'x rt':>6s} {'2 thr s':>8s} {'x rt':>6s}"
+        f" {'cpu1 s':>7s} {'cpu2 s':>7s} {'video':>6s} {'faces':>6s} {'audio':>6s}"
+    )
     for row in per_clip:
         print(
             f"{row['clip']:34s} {row['source']:18s} {row['duration_s']:6.2f} {row['wall_s_threads1']:8.3f} "

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import resource
 import tempfile
 import time
@@ -63,9 +62,8 @@ def _loo_ridge_pearson(x: np.ndarray, y: np.ndarray, alpha: float = 1.0) -> floa
 
 
 def _check_text(root: Path, rows: list[dict], model_name: str) -> dict:
-    from pipeline.whisper_models import load_whisper_model
-
     from pipeline.features.text import TextExtractor
+    from pipeline.whisper_models import load_whisper_model
 
     model = load_whisper_model(model_name, cpu_threads=os.cpu_count() or 1)
     errors, exact, transcripts = [], 0, []
@@ -98,7 +96,10 @@ def _check_visual(root: Path, rows: list[dict]) -> dict:
     fer = load_mini_xception()
     happy_index = FER_CLASSES.index("happy")
     happy, lift, brow_gap = [], [], []
-    with face_detection.FaceDetection(model_selection=0) as detector, face_mesh.FaceMesh(static_image_mode=True) as mesh:
+    with (
+        face_detection.FaceDetection(model_selection=0) as detector,
+        face_mesh.FaceMesh(static_image_mode=True) as mesh,
+    ):
         for row in rows:
             with av.open(str(root / row["path"])) as container:
                 frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
@@ -159,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
         }
         print(f"generation: {result['generation']}")
         if args.check:
-            rows = [r for r in pq.read_table(root / "latents.parquet").to_pylist() if r["fault"] is None][: args.check_clips]
+            rows = [r for r in pq.read_table(root / "latents.parquet").to_pylist() if r["fault"] is None][
+                : args.check_clips
+            ]
             result["text"] = _check_text(root, rows, args.asr_model)
             print(f"text: {result['text']}")
             result["visual"] = _check_visual(root, rows)

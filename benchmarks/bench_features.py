@@ -32,7 +32,13 @@ import pyarrow.parquet as pq  # noqa: E402
 import torch  # noqa: E402
 
 from pipeline.atomic import write_json  # noqa: E402
-from pipeline.config import AudioFeatureParams, DecodeParams, TextFeatureParams, VisualFeatureParams, load_params  # noqa: E402
+from pipeline.config import (  # noqa: E402
+    AudioFeatureParams,
+    DecodeParams,
+    TextFeatureParams,
+    VisualFeatureParams,
+    load_params,
+)
 from pipeline.features import TextInput  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,7 +53,7 @@ def _timed(fn):
 
 
 def bench_real(device: str) -> list[dict]:
-    from pipeline.decoding import decode_clip
+    from pipeline.decode import decode_clip
     from pipeline.features.audio import build_audio_extractor
     from pipeline.features.text import build_text_extractor
     from pipeline.features.visual import build_visual_extractor
@@ -57,7 +63,11 @@ def bench_real(device: str) -> list[dict]:
     frames = sum(int(sum(x is not None for x in c.visual.crops)) for c in clips)
     setups = [
         ("visual fer", lambda: build_visual_extractor(VisualFeatureParams(landmarks=False), device=device), "visual"),
-        ("visual fer+mesh", lambda: build_visual_extractor(VisualFeatureParams(landmarks=True), device=device), "visual"),
+        (
+            "visual fer+mesh",
+            lambda: build_visual_extractor(VisualFeatureParams(landmarks=True), device=device),
+            "visual",
+        ),
         ("audio whisper-encoder", lambda: build_audio_extractor(AudioFeatureParams(), device=device), "audio"),
         ("text minilm", lambda: build_text_extractor(TextFeatureParams(), device=device), "text"),
     ]
@@ -71,14 +81,24 @@ def bench_real(device: str) -> list[dict]:
         else:
             inputs = [TextInput(c.visual.clip_id, SENTENCE) for c in clips]
         extractor.extract_batch(inputs[:1])  # warm-up (lazy initialisation, allocator)
-        records, run_s = _timed(lambda: extractor.extract_batch(inputs))
-        rows.append({
-            "set": "realdata", "features": name, "model": extractor.model_name, "dim": extractor.dim,
-            "clips": len(inputs), "media_s": round(seconds, 2), "face_frames": frames if kind == "visual" else None,
-            "available": sum(r.available for r in records), "load_s": round(load_s, 2), "run_s": round(run_s, 3),
-            "clips_per_s": round(len(inputs) / run_s, 2), "x_real_time": round(seconds / run_s, 1),
-            "ms_per_face_frame": round(1000 * run_s / frames, 2) if kind == "visual" else None,
-        })
+        records, run_s = _timed(lambda extractor=extractor, inputs=inputs: extractor.extract_batch(inputs))
+        rows.append(
+            {
+                "set": "realdata",
+                "features": name,
+                "model": extractor.model_name,
+                "dim": extractor.dim,
+                "clips": len(inputs),
+                "media_s": round(seconds, 2),
+                "face_frames": frames if kind == "visual" else None,
+                "available": sum(r.available for r in records),
+                "load_s": round(load_s, 2),
+                "run_s": round(run_s, 3),
+                "clips_per_s": round(len(inputs) / run_s, 2),
+                "x_real_time": round(seconds / run_s, 1),
+                "ms_per_face_frame": round(1000 * run_s / frames, 2) if kind == "visual" else None,
+            }
+        )
     return rows
 
 
@@ -91,18 +111,43 @@ def bench_demo(data: Path, params: Path) -> list[dict]:
         if modality == "text" and not asr.is_file():
             continue
         with tempfile.TemporaryDirectory() as tmp:
-            command = [sys.executable, "-m", "stages.features", "--params", str(params), "--modality", modality,
-                       "--manifest", str(data / "manifest.parquet"), "--decoded", str(data / "decoded"),
-                       "--status", str(data / "decode_status.parquet"), "--asr", str(asr), "--out", tmp]
-            done, wall = _timed(lambda: subprocess.run(command, cwd=REPO, capture_output=True, text=True))
+            command = [
+                sys.executable,
+                "-m",
+                "stages.features",
+                "--params",
+                str(params),
+                "--modality",
+                modality,
+                "--manifest",
+                str(data / "manifest.parquet"),
+                "--decoded",
+                str(data / "decoded"),
+                "--status",
+                str(data / "decode_status.parquet"),
+                "--asr",
+                str(asr),
+                "--out",
+                tmp,
+            ]
+            done, wall = _timed(
+                lambda command=command: subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+            )
             if done.returncode:
                 raise RuntimeError(f"features@{modality} failed:\n{done.stderr[-2000:]}")
-        rows.append({
-            "set": "demo", "features": f"stage features@{modality}", "model": getattr(load_params(params).features, modality).model,
-            "clips": len(status), "media_s": round(seconds, 1), "run_s": round(wall, 2),
-            "clips_per_s": round(len(status) / wall, 2), "x_real_time": round(seconds / wall, 1),
-            "summary": done.stdout.strip().splitlines()[-1],
-        })
+        rows.append(
+            {
+                "set": "demo",
+                "features": f"stage features@{modality}",
+                "model": getattr(load_params(params).features, modality).model,
+                "clips": len(status),
+                "media_s": round(seconds, 1),
+                "run_s": round(wall, 2),
+                "clips_per_s": round(len(status) / wall, 2),
+                "x_real_time": round(seconds / wall, 1),
+                "summary": done.stdout.strip().splitlines()[-1],
+            }
+        )
     return rows
 
 
@@ -121,9 +166,18 @@ def main() -> None:
         rows += bench_demo(Path(args.data), Path(args.params))
     print(f"{'set':9} {'features':26} {'clips':>5} {'media s':>8} {'run s':>7} {'clips/s':>8} {'x RT':>7}")
     for r in rows:
-        print(f"{r['set']:9} {r['features']:26} {r['clips']:5d} {r['media_s']:8.1f} {r['run_s']:7.2f} {r['clips_per_s']:8.2f} {r['x_real_time']:7.1f}")
-    machine = {"cpu_count": os.cpu_count(), "threads": torch.get_num_threads(), "device": device,
-               "platform": platform.platform(), "load_avg_at_start": load_at_start, "load_avg_at_end": os.getloadavg()}
+        print(
+            f"{r['set']:9} {r['features']:26} {r['clips']:5d} {r['media_s']:8.1f} {r['run_s']:7.2f} "
+            f"{r['clips_per_s']:8.2f} {r['x_real_time']:7.1f}"
+        )
+    machine = {
+        "cpu_count": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "device": device,
+        "platform": platform.platform(),
+        "load_avg_at_start": load_at_start,
+        "load_avg_at_end": os.getloadavg(),
+    }
     write_json({"machine": machine, "rows": rows}, args.out)
     print(f"wrote {args.out}")
 

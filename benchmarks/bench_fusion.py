@@ -41,15 +41,25 @@ def clips(n: int, frames: dict[str, int], seed: int = 0) -> ClipTable:
     ids = [f"c{i:05d}" for i in range(n)]
     records = {
         m: [
-            ClipFeatures(c, rng.normal(size=(frames[m], d)).astype(np.float32), np.zeros(frames[m], np.float32),
-                         np.ones(frames[m], bool), True)
+            ClipFeatures(
+                c,
+                rng.normal(size=(frames[m], d)).astype(np.float32),
+                np.zeros(frames[m], np.float32),
+                np.ones(frames[m], bool),
+                True,
+            )
             for c in ids
         ]
         for m, d in DIMS.items()
     }
-    return build_clip_table(clip_ids=ids, splits=["train"] * n, labels=rng.random((n, 6)), records=records,
-                            info={m: ModalityInfo(dim=d, model="synthetic") for m, d in DIMS.items()},
-                            max_frames={"visual": 400, "audio": 600})
+    return build_clip_table(
+        clip_ids=ids,
+        splits=["train"] * n,
+        labels=rng.random((n, 6)),
+        records=records,
+        info={m: ModalityInfo(dim=d, model="synthetic") for m, d in DIMS.items()},
+        max_frames={"visual": 400, "audio": 600},
+    )
 
 
 def measure(variant: dict, table: ClipTable, *, steps: int, threads: int) -> dict:
@@ -70,19 +80,32 @@ def measure(variant: dict, table: ClipTable, *, steps: int, threads: int) -> dic
     start = time.perf_counter()
     predict(model, table, batch_size=32, device=torch.device("cpu"))
     infer = len(table) / (time.perf_counter() - start)
-    return {"train_step_s": train_s, "train_clips_per_s": 32 / train_s, "infer_clips_per_s": infer,
-            "parameters": sum(p.numel() for p in model.parameters())}
+    return {
+        "train_step_s": train_s,
+        "train_clips_per_s": 32 / train_s,
+        "infer_clips_per_s": infer,
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args()
-    results = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-               "torch": torch.__version__, "batch_size": 32, "runs": []}
-    shapes = {"typical (35 visual, 35 audio frames)": {"visual": 35, "audio": 35, "text": 1},
-              "longest (400 visual, 600 audio frames)": {"visual": 400, "audio": 600, "text": 1}}
-    print(f"{'clips':40s} {'variant':16s} {'thr':>3s} {'params':>9s} {'train s/step':>12s} {'infer clips/s':>13s}  load")
+    results = {
+        "machine": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "batch_size": 32,
+        "runs": [],
+    }
+    shapes = {
+        "typical (35 visual, 35 audio frames)": {"visual": 35, "audio": 35, "text": 1},
+        "longest (400 visual, 600 audio frames)": {"visual": 400, "audio": 600, "text": 1},
+    }
+    print(
+        f"{'clips':40s} {'variant':16s} {'thr':>3s} {'params':>9s} {'train s/step':>12s} {'infer clips/s':>13s}  load"
+    )
     for shape, frames in shapes.items():
         table = clips(128, frames)
         for name, variant in VARIANTS.items():
@@ -91,8 +114,10 @@ def main() -> None:
                 r = measure(variant, table, steps=args.steps, threads=threads)
                 r.update(clips=shape, variant=name, threads=threads, load_before=load)
                 results["runs"].append(r)
-                print(f"{shape:40s} {name:16s} {threads:3d} {r['parameters']:9d} {r['train_step_s']:12.3f} "
-                      f"{r['infer_clips_per_s']:13.1f}  {load:.1f}")
+                print(
+                    f"{shape:40s} {name:16s} {threads:3d} {r['parameters']:9d} {r['train_step_s']:12.3f} "
+                    f"{r['infer_clips_per_s']:13.1f}  {load:.1f}"
+                )
     write_json(results, "benchmarks/results/fusion.json")
 
 

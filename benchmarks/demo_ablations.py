@@ -9,7 +9,6 @@ modality dropout. Writes benchmarks/results/demo_ablations.json.
 from __future__ import annotations
 
 import argparse
-import json
 
 from pipeline.atomic import write_json
 from pipeline.config import load_params
@@ -39,17 +38,36 @@ def main() -> None:
     for name, override in VARIANTS.items():
         fusion = params.fusion.model_copy(update=override)
         set_determinism(params.train.seed, device)
-        clips = load_clips(manifest=args.manifest, features=args.features, splits=("train", "valid"),
-                           modalities=fusion.modalities,
-                           max_frames={"visual": fusion.max_visual_frames, "audio": fusion.max_audio_frames})
+        clips = load_clips(
+            manifest=args.manifest,
+            features=args.features,
+            splits=("train", "valid"),
+            modalities=fusion.modalities,
+            max_frames={"visual": fusion.max_visual_frames, "audio": fusion.max_audio_frames},
+        )
         model = build_model(fusion.model, model_config(fusion, {m: i.dim for m, i in clips.info.items()}))
-        result = train_model(model=model, train=clips.split("train").labelled(), valid=clips.split("valid").labelled(),
-                             params=params.train, device=device, log=lambda _: None)
+        result = train_model(
+            model=model,
+            train=clips.split("train").labelled(),
+            valid=clips.split("valid").labelled(),
+            params=params.train,
+            device=device,
+            log=lambda _: None,
+        )
         model.load_state_dict(result.state)
-        evaluation = evaluate_model(model=model, table=clips, batch_size=params.train.batch_size, device=device,
-                                    missing_fraction=params.evaluate.missing_fraction, seed=params.evaluate.robustness_seed)
+        evaluation = evaluate_model(
+            model=model,
+            table=clips,
+            batch_size=params.train.batch_size,
+            device=device,
+            missing_fraction=params.evaluate.missing_fraction,
+            seed=params.evaluate.robustness_seed,
+        )
         results[name] = {"best_epoch": result.best_epoch, **evaluation.metrics}
-        print(f"{name:45s} valid mean Pearson {evaluation.metrics['pearson']['mean']:.4f}  robustness {evaluation.metrics['robustness']}")
+        print(
+            f"{name:45s} valid mean Pearson {evaluation.metrics['pearson']['mean']:.4f}  "
+            f"robustness {evaluation.metrics['robustness']}"
+        )
     write_json(results, args.out)
 
 

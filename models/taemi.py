@@ -1,5 +1,7 @@
-"""TAEMI: text-anchored dual cross-attention fusion (seed 002, section 3), and the input contract
-shared by both fusion models.
+"""TAEMI: text-anchored dual cross-attention fusion (seed 002, section 3).
+
+The batch contract both fusion models share (``ModalityInput``, standardisation, masking) is in
+``models/common.py``.
 
 Per modality m with features x_m (B, T_m, D_m):
 
@@ -27,123 +29,39 @@ the paper injects tokens for missing visual/text only, here every modality has o
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass
-from typing import Mapping, NamedTuple
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 
-MODALITY_ORDER: tuple[str, ...] = ("visual", "audio", "text")
-
-
-class ModalityInput(NamedTuple):
-    """One modality of a batch, as both fusion models take it.
-
-    x: (B, T, D) float; mask: (B, T) bool, True at valid frames; length: (B,) int64, frames before
-    padding (0 when missing); present: (B,) bool, the modality exists for the sample.
-    """
-
-    x: torch.Tensor
-    mask: torch.Tensor
-    length: torch.Tensor
-    present: torch.Tensor
-
-
-class FeatureNorm(nn.Module):
-    """Per-dimension standardisation of one modality's input features, (x - mean) / std.
-
-    The statistics are buffers fitted on the training split (``pipeline.training.fit_feature_norm``)
-    and saved with the weights, so evaluation and prediction standardise exactly as training did.
-    Pretrained features differ in scale by orders of magnitude (Whisper encoder states vs. FER
-    probabilities); without this the paper's recipe (lr 1e-4) barely moves on small data.
-    Identity until fitted.
-    """
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.zeros(dim))
-        self.register_buffer("inv_std", torch.ones(dim))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (..., D) -> (..., D)
-        return (x - self.mean) * self.inv_std
-
-
-def standardize(norm: nn.ModuleDict, inputs: Mapping[str, "ModalityInput"]) -> dict[str, "ModalityInput"]:
-    """Inputs with each modality's features standardised (padding positions stay masked)."""
-    return {m: inp._replace(x=norm[m](inp.x)) if m in norm else inp for m, inp in inputs.items()}
-
-
-def check_widths(input_dims: Mapping[str, int], *, d_model: int, n_heads: int) -> None:
-    """The checks both models' configs share: known modalities, heads dividing the width."""
-    unknown = set(input_dims) - set(MODALITY_ORDER)
-    if not input_dims or unknown:
-        raise ValueError(f"input_dims must map some of {MODALITY_ORDER} to widths, got {dict(input_dims)}")
-    if d_model % n_heads:
-        raise ValueError(f"d_model {d_model} is not a multiple of n_heads {n_heads}")
-
-
-def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """x: (B, T, D), mask: (B, T) bool -> (B, D); rows with no valid position give zeros."""
-    weights = mask.to(x.dtype).unsqueeze(-1)
-    return (x * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
-
-
-def sinusoidal_positions(length: int, dim: int, *, device: torch.device) -> torch.Tensor:
-    """(length, dim) encodings of positions 0..length-1 (Vaswani et al.)."""
-    position = torch.arange(length, device=device, dtype=torch.float32).unsqueeze(1)
-    freq = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))
-    table = torch.zeros(length, dim, device=device)
-    table[:, 0::2] = torch.sin(position * freq)
-    table[:, 1::2] = torch.cos(position * freq[: dim // 2])
-    return table
-
-
-def drop_modalities(present: Mapping[str, torch.Tensor], p: float) -> dict[str, torch.Tensor]:
-    """Modality dropout: mark each present (sample, modality) slot missing with probability p.
-
-    A sample whose every present modality was drawn keeps them all, so dropout never leaves a
-    sample with nothing (a sample with a single present modality is therefore never dropped).
-    Draws from torch's global generator (seeded by the trainer). present: {m: (B,) bool}.
-    """
-    if p <= 0.0 or not present:
-        return dict(present)
-    drawn = {m: (torch.rand(v.shape, device=v.device) < p) & v for m, v in present.items()}
-    kept_any = torch.stack([present[m] & ~drawn[m] for m in present]).any(dim=0)  # (B,)
-    had_any = torch.stack(list(present.values())).any(dim=0)
-    undo = had_any & ~kept_any
-    return {m: present[m] & ~(drawn[m] & ~undo) for m in present}
+from models.common import (
+    FeatureNorm,
+    FusionConfig,
+    ModalityInput,
+    drop_modalities,
+    masked_mean,
+    sinusoidal_positions,
+    standardize,
+)
 
 
 @dataclass(frozen=True, kw_only=True)
-class TaemiConfig:
-    input_dims: dict[str, int]  # modality -> feature width D_m, for the modalities in use
+class TaemiConfig(FusionConfig):
     anchor: str = "text"
     cross_attention: bool = True
     concat: bool = False
     missing_tokens: bool = True
-    modality_dropout: float = 0.1
-    d_model: int = 256
     out_dim: int = 512
-    n_heads: int = 4
-    dropout: float = 0.1
-    n_outputs: int = 6
 
     def __post_init__(self) -> None:
-        check_widths(self.input_dims, d_model=self.d_model, n_heads=self.n_heads)
+        super().__post_init__()
         if self.uses_anchor and self.anchor not in self.input_dims:
             raise ValueError(f"anchor '{self.anchor}' is not among the modalities in use {sorted(self.input_dims)}")
 
     @property
-    def modalities(self) -> tuple[str, ...]:
-        return tuple(m for m in MODALITY_ORDER if m in self.input_dims)
-
-    @property
     def uses_anchor(self) -> bool:
         return self.cross_attention and not self.concat
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class SelfAttentionBlock(nn.Module):
@@ -234,15 +152,3 @@ class Taemi(nn.Module):
             ctx, _ = self.cross_attn[m](q.unsqueeze(1), h, h, key_padding_mask=~mask, need_weights=False)
             parts.append(self.cross_out[m](ctx.squeeze(1)))  # (B, out_dim)
         return self.head(torch.cat(parts, dim=-1))
-
-
-__all__ = [
-    "MODALITY_ORDER",
-    "ModalityInput",
-    "Taemi",
-    "TaemiConfig",
-    "drop_modalities",
-    "masked_mean",
-    "sinusoidal_positions",
-]
-

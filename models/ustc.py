@@ -29,40 +29,31 @@ not in seed 001: set ``fusion.modality_dropout: 0`` to train the paper's model a
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from models.taemi import MODALITY_ORDER, FeatureNorm, check_widths, ModalityInput, drop_modalities, masked_mean, standardize
+from models.common import (
+    FeatureNorm,
+    FusionConfig,
+    ModalityInput,
+    drop_modalities,
+    masked_mean,
+    standardize,
+)
 
 
 @dataclass(frozen=True, kw_only=True)
-class UstcConfig:
-    input_dims: dict[str, int]  # modality -> feature width D_m, for the modalities in use
+class UstcConfig(FusionConfig):
     tfe: bool = True
     qam: bool = True
     tcn_levels: int = 3
     tcn_kernel: int = 3
     segments: int = 8
     encoder_layers: int = 2
-    modality_dropout: float = 0.1
-    d_model: int = 256
-    n_heads: int = 4
-    dropout: float = 0.1
-    n_outputs: int = 6
-
-    def __post_init__(self) -> None:
-        check_widths(self.input_dims, d_model=self.d_model, n_heads=self.n_heads)
-
-    @property
-    def modalities(self) -> tuple[str, ...]:
-        return tuple(m for m in MODALITY_ORDER if m in self.input_dims)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class TemporalBlock(nn.Module):

@@ -10,12 +10,12 @@ import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 Modality = Literal["visual", "audio", "text"]
+# The modalities in their canonical order (features, batches, models, tables all use it).
+MODALITIES: tuple[str, ...] = get_args(Modality)
 
 
 class _Section(BaseModel):
@@ -32,7 +34,7 @@ class DataParams(_Section):
     # demo: folder written by make_demo; hume: Hume-Vidmimic2 root; manifest: path of the CSV.
     root: str = "data/demo"
     # Keep only the first N clips of each split (after sorting by id); null keeps all.
-    limit_per_split: Optional[int] = Field(default=None, ge=1)
+    limit_per_split: int | None = Field(default=None, ge=1)
 
 
 class DemoParams(_Section):
@@ -57,7 +59,7 @@ class DemoParams(_Section):
     faults: bool = True
 
     @model_validator(mode="after")
-    def _check(self) -> "DemoParams":
+    def _check(self) -> DemoParams:
         if self.min_seconds > self.max_seconds:
             raise ValueError(f"demo.min_seconds ({self.min_seconds}) exceeds demo.max_seconds ({self.max_seconds})")
         return self
@@ -95,7 +97,7 @@ class AsrParams(_Section):
     # a CTranslate2 model folder, or a hub name; openai-whisper: a model name or .pt path.
     model: str = "base"
     # null detects the language per clip.
-    language: Optional[str] = "en"
+    language: str | None = "en"
     beam_size: int = Field(default=5, ge=1)
     # Silero VAD before decoding (faster-whisper only; openai-whisper has none).
     vad: bool = True
@@ -133,7 +135,7 @@ class AudioFeatureParams(_Section):
     # faster than float32 on CPU, its frames within cosine 0.999 (median) of float32's.
     compute_type: str = "int8"
     # Average the 50 Hz frames down to this rate; null keeps 50 Hz.
-    pool_fps: Optional[float] = Field(default=5.0, gt=0.0)
+    pool_fps: float | None = Field(default=5.0, gt=0.0)
     # Long audio is encoded in windows of this length (at most 30 s for Whisper), then concatenated.
     window_s: float = Field(default=30.0, gt=0.0)
     # Windows per encoder call, across clips.
@@ -221,7 +223,7 @@ class FusionParams(_Section):
         return value
 
     @model_validator(mode="after")
-    def _check(self) -> "FusionParams":
+    def _check(self) -> FusionParams:
         if not self.modalities:
             raise ValueError("fusion.modalities must name at least one modality")
         if len(set(self.modalities)) != len(self.modalities):
@@ -261,7 +263,7 @@ class TrainParams(_Section):
     # mse, or pearson = 1 - mean over the six emotions of the batch Pearson correlation.
     loss: Literal["mse", "pearson"] = "mse"
     # Decay of the weight EMA used for validation and saved (seed 001: 0.999); null = off.
-    ema: Optional[float] = Field(default=None, gt=0.0, lt=1.0)
+    ema: float | None = Field(default=None, gt=0.0, lt=1.0)
 
 
 # ----------------------------------------------------------------------------------- evaluate
@@ -302,7 +304,8 @@ class Params(_Section):
 # Which params sections each stage reads (dotted prefixes). dvc.yaml must track exactly the
 # leaf keys under these prefixes: tests/test_config.py checks it.
 STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
-    "make_demo": ("demo",),
+    # make_demo reads data.source only to skip generating when the demo is not the data source.
+    "make_demo": ("demo", "data.source"),
     "ingest": ("data",),
     "decode": ("decode",),
     "asr": ("asr",),

@@ -13,27 +13,20 @@ row of the requested splits is kept, whatever is missing, so predictions never l
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from models.taemi import MODALITY_ORDER, ModalityInput
+from models.common import ModalityInput
+from pipeline.config import MODALITIES
 from pipeline.emotions import EMOTIONS
 from pipeline.features import ClipFeatures
-from pipeline.shards import read_features, shard_info
-
-
-@dataclass(frozen=True)
-class ModalityInfo:
-    """What a modality's shards hold: the feature width and the extractor's name."""
-
-    dim: int
-    model: str
+from pipeline.shards import ModalityInfo, read_features, shard_info
 
 
 @dataclass
@@ -44,11 +37,11 @@ class Batch:
     inputs: dict[str, ModalityInput]
     labels: torch.Tensor
 
-    def to(self, device: torch.device | str) -> "Batch":
+    def to(self, device: torch.device | str) -> Batch:
         moved = {m: ModalityInput(*(t.to(device) for t in inp)) for m, inp in self.inputs.items()}
         return Batch(self.clip_ids, moved, self.labels.to(device))
 
-    def without(self, absent: Mapping[str, torch.Tensor]) -> "Batch":
+    def without(self, absent: Mapping[str, torch.Tensor]) -> Batch:
         """The same batch with ``present`` cleared where ``absent[m]`` (B,) is True."""
         inputs = dict(self.inputs)
         for m, gone in absent.items():
@@ -64,8 +57,8 @@ class ClipTable:
     clip_ids: list[str]
     splits: np.ndarray  # (N,) str
     labels: np.ndarray  # (N, 6) float32, NaN where unknown
-    values: dict[str, list[Optional[np.ndarray]]]
-    valid: dict[str, list[Optional[np.ndarray]]]
+    values: dict[str, list[np.ndarray | None]]
+    valid: dict[str, list[np.ndarray | None]]
     info: dict[str, ModalityInfo]
     missing_counts: dict[str, dict[str, int]] = field(default_factory=dict)  # m -> reason -> clips
 
@@ -74,7 +67,7 @@ class ClipTable:
 
     @property
     def modalities(self) -> tuple[str, ...]:
-        return tuple(m for m in MODALITY_ORDER if m in self.values)
+        return tuple(m for m in MODALITIES if m in self.values)
 
     def present(self, modality: str) -> np.ndarray:
         """(N,) bool: the modality exists for each clip."""
@@ -84,7 +77,7 @@ class ClipTable:
         """(N,) float32: fraction of the clip's frames that are valid (0 when missing)."""
         return np.array([0.0 if v is None else float(v.mean()) for v in self.valid[modality]], np.float32)
 
-    def select(self, indices: Sequence[int] | np.ndarray) -> "ClipTable":
+    def select(self, indices: Sequence[int] | np.ndarray) -> ClipTable:
         idx = np.asarray(indices, np.int64)
         return ClipTable(
             clip_ids=[self.clip_ids[i] for i in idx],
@@ -95,10 +88,10 @@ class ClipTable:
             info=dict(self.info),
         )
 
-    def split(self, name: str) -> "ClipTable":
+    def split(self, name: str) -> ClipTable:
         return self.select(np.flatnonzero(self.splits == name))
 
-    def labelled(self) -> "ClipTable":
+    def labelled(self) -> ClipTable:
         """The clips with all six labels known (the ones training and model selection use)."""
         return self.select(np.flatnonzero(np.isfinite(self.labels).all(axis=1)))
 
@@ -113,7 +106,7 @@ class ClipTable:
             x = np.zeros((len(idx), T, info.dim), np.float32)
             mask = np.zeros((len(idx), T), bool)
             length = np.zeros(len(idx), np.int64)
-            for row, (s, v) in enumerate(zip(seqs, (self.valid[m][i] for i in idx))):
+            for row, (s, v) in enumerate(zip(seqs, (self.valid[m][i] for i in idx), strict=True)):
                 if s is not None:
                     x[row, : len(s)] = s
                     mask[row, : len(s)] = v
@@ -124,7 +117,7 @@ class ClipTable:
         labels = torch.from_numpy(self.labels[idx].astype(np.float32))
         return Batch([self.clip_ids[i] for i in idx], inputs, labels)
 
-    def batches(self, batch_size: int, *, order: Optional[np.ndarray] = None) -> Iterator[Batch]:
+    def batches(self, batch_size: int, *, order: np.ndarray | None = None) -> Iterator[Batch]:
         """Batches over all clips, in ``order`` (a permutation) or table order."""
         order = np.arange(len(self)) if order is None else order
         for start in range(0, len(order), batch_size):
@@ -147,15 +140,15 @@ def build_clip_table(
     position = {cid: i for i, cid in enumerate(clip_ids)}
     if len(position) != len(clip_ids):
         raise ValueError("clip ids are not unique")
-    values: dict[str, list[Optional[np.ndarray]]] = {}
-    valid: dict[str, list[Optional[np.ndarray]]] = {}
+    values: dict[str, list[np.ndarray | None]] = {}
+    valid: dict[str, list[np.ndarray | None]] = {}
     missing: dict[str, dict[str, int]] = {}
-    for m in MODALITY_ORDER:
+    for m in MODALITIES:
         if m not in records:
             continue
         dim, limit = info[m].dim, max_frames.get(m)
-        vals: list[Optional[np.ndarray]] = [None] * len(clip_ids)
-        oks: list[Optional[np.ndarray]] = [None] * len(clip_ids)
+        vals: list[np.ndarray | None] = [None] * len(clip_ids)
+        oks: list[np.ndarray | None] = [None] * len(clip_ids)
         reasons = ["no record in the feature shards"] * len(clip_ids)
         for rec in records[m]:
             i = position.get(rec.clip_id)
@@ -213,11 +206,10 @@ def load_clips(
     labels = np.array(
         [[np.nan if v is None else v for v in rows.column(e).to_pylist()] for e in EMOTIONS], np.float64
     ).T
-    wanted = [m for m in MODALITY_ORDER if m in modalities]
+    wanted = [m for m in MODALITIES if m in modalities]
     info = {}
     for m in wanted:
-        dim, model = shard_info(Path(features) / m)
-        info[m] = ModalityInfo(dim=dim, model=model)
+        info[m] = shard_info(Path(features) / m)
     records = {m: read_features(Path(features) / m, clip_ids=clip_ids, modality=m) for m in wanted}
     return build_clip_table(
         clip_ids=clip_ids,

@@ -18,21 +18,20 @@ those of ``pipeline.metrics``.
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 import torch
 import torch.nn as nn
 
-from models.taemi import MODALITY_ORDER
+from pipeline import submission
 from pipeline.atomic import write_json, write_parquet, write_text
+from pipeline.config import MODALITIES
 from pipeline.dataset import ClipTable
-from pipeline.emotions import EMOTIONS, LABEL_CSV_HEADER
+from pipeline.emotions import EMOTIONS
 from pipeline.metrics import pearson_report
 from pipeline.training import predict
 
@@ -43,11 +42,6 @@ class Evaluation:
     predictions: np.ndarray  # (N, 6) for every clip of the table, full inputs
     robustness: dict[str, float]
     scatter: list[tuple[str, str, float, float]]  # valid: clip_id, emotion, label, prediction
-
-
-def submission_stem(clip_id: str) -> str:
-    """ABAW file stem: digit ids are 5-digit zero-padded (12 -> 00012); other ids are kept as they are."""
-    return clip_id.zfill(5) if clip_id.isdigit() else clip_id
 
 
 def random_absence(n: int, modalities: tuple[str, ...], *, fraction: float, seed: int) -> dict[str, np.ndarray]:
@@ -110,29 +104,20 @@ def predictions_table(table: ClipTable, preds: np.ndarray) -> pa.Table:
     for k, e in enumerate(EMOTIONS):
         col = table.labels[:, k].astype(np.float64)
         columns[f"label_{e}"] = pa.array(col, pa.float64(), mask=~np.isfinite(col))
-    for m in MODALITY_ORDER:
+    for m in MODALITIES:
         present = table.present(m) if m in table.values else np.zeros(len(table), bool)
         columns[f"present_{m}"] = pa.array(present, pa.bool_())
     return pa.table(columns)
 
 
 def submission_csv(table: ClipTable, preds: np.ndarray) -> str:
-    """The ABAW EMI submission: header, then one row per test clip, values clipped to [0, 1]."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(LABEL_CSV_HEADER)
-    for i in np.flatnonzero(table.splits == "test"):
-        values = np.clip(preds[i].astype(np.float64), 0.0, 1.0)
-        writer.writerow([submission_stem(table.clip_ids[i]), *(f"{v:.6f}" for v in values)])
-    return buffer.getvalue()
+    """The ABAW EMI submission of the table's test clips (``pipeline.submission``)."""
+    test = np.flatnonzero(table.splits == "test")
+    return submission.submission_csv([table.clip_ids[i] for i in test], preds[test])
 
 
-def _csv(header: tuple[str, ...], rows: list[tuple]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buffer.getvalue()
+def _csv(columns: dict[str, list]) -> str:
+    return pl.DataFrame(columns).write_csv()
 
 
 def write_outputs(
@@ -140,10 +125,10 @@ def write_outputs(
     *,
     evaluation: Evaluation,
     table: ClipTable,
-    history: Mapping,
     best_epoch: int,
 ) -> None:
-    """metrics.json, predictions.parquet, submission.csv and plots/*.csv under ``out_dir``."""
+    """metrics.json, predictions.parquet, submission.csv and plots/*.csv under ``out_dir`` (the
+    training curves are the train stage's DVCLive plots)."""
     out = Path(out_dir)
     metrics = {**evaluation.metrics, "best_epoch": int(best_epoch)}
     write_json(metrics, out / "metrics.json")
@@ -151,8 +136,9 @@ def write_outputs(
     write_text(submission_csv(table, evaluation.predictions), out / "submission.csv")
     plots = out / "plots"
     per = evaluation.metrics["pearson"]
-    write_text(_csv(("emotion", "pearson"), [(e, per[e]) for e in EMOTIONS]), plots / "per_emotion.csv")
-    write_text(_csv(("clip_id", "emotion", "label", "prediction"), evaluation.scatter), plots / "scatter.csv")
-    write_text(_csv(("condition", "pearson"), list(evaluation.robustness.items())), plots / "robustness.csv")
-    curve = [(h["epoch"], h["train_loss"], h["val_pearson"], h["lr"]) for h in history.get("epochs", [])]
-    write_text(_csv(("epoch", "train_loss", "val_pearson", "lr"), curve), plots / "training_curve.csv")
+    write_text(_csv({"emotion": list(EMOTIONS), "pearson": [per[e] for e in EMOTIONS]}), plots / "per_emotion.csv")
+    names = ("clip_id", "emotion", "label", "prediction")
+    scatter = {name: [row[k] for row in evaluation.scatter] for k, name in enumerate(names)}
+    write_text(_csv(scatter), plots / "scatter.csv")
+    robustness = evaluation.robustness
+    write_text(_csv({"condition": list(robustness), "pearson": list(robustness.values())}), plots / "robustness.csv")

@@ -13,20 +13,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from pipeline.config import load_params
+from pipeline.dvc_commands import metric_value, run_command, run_dvc
 
 GATED_METRIC = "pearson.mean"
 
 
 @dataclass(frozen=True)
 class GateResult:
-    old: Optional[float]
-    new: Optional[float]
+    old: float | None
+    new: float | None
     tolerance: float
 
     @property
@@ -45,15 +45,6 @@ class GateResult:
         )
 
 
-def _lookup(metrics: dict[str, Any], dotted: str) -> Optional[float]:
-    node: Any = metrics
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return float(node) if isinstance(node, (int, float)) else None
-
-
 def judge(diff_json: dict[str, Any], target: str, tolerance: float) -> GateResult:
     """Read ``dvc metrics diff --json`` output: ``{file: {metric: {old, new, diff}}}``."""
     entry = diff_json.get(target, {}).get(GATED_METRIC, {})
@@ -67,19 +58,12 @@ def judge(diff_json: dict[str, Any], target: str, tolerance: float) -> GateResul
 
 def judge_files(baseline: dict[str, Any], current: dict[str, Any], tolerance: float) -> GateResult:
     """The same verdict from two parsed metrics files (used when DVC reports no difference)."""
-    return GateResult(_lookup(baseline, GATED_METRIC), _lookup(current, GATED_METRIC), tolerance)
-
-
-def _dvc(*args: str) -> str:
-    run = subprocess.run(["dvc", *args], capture_output=True, text=True)
-    if run.returncode != 0:
-        raise RuntimeError(f"dvc {' '.join(args)} failed:\n{run.stderr}")
-    return run.stdout
+    return GateResult(metric_value(baseline, GATED_METRIC), metric_value(current, GATED_METRIC), tolerance)
 
 
 def _committed_metrics(rev: str, target: str) -> dict[str, Any]:
-    run = subprocess.run(["git", "show", f"{rev}:{target}"], capture_output=True, text=True)
-    return json.loads(run.stdout) if run.returncode == 0 else {}
+    code, out, _ = run_command(".", ["git", "show", f"{rev}:{target}"])
+    return json.loads(out) if code == 0 else {}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     tolerance = load_params(args.params).gate.tolerance
 
     print(f"dvc metrics diff {args.rev} (baseline) -> workspace:")
-    print(_dvc("metrics", "diff", args.rev, "--targets", args.target, "--all", "--md", "--precision", "4"))
-    diff = json.loads(_dvc("metrics", "diff", args.rev, "--targets", args.target, "--all", "--json") or "{}")
+    print(run_dvc(".", "metrics", "diff", args.rev, "--targets", args.target, "--all", "--md", "--precision", "4"))
+    diff = json.loads(run_dvc(".", "metrics", "diff", args.rev, "--targets", args.target, "--all", "--json") or "{}")
     result = judge(diff, args.target, tolerance)
     if result.old is None or result.new is None:
         # `--all` lists unchanged metrics too, but keep a direct read as the fallback.

@@ -17,16 +17,28 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional
 
 import pyarrow as pa
 
 from pipeline.emotions import EMOTIONS, LABEL_CSV_HEADER
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
-MEDIA_SUFFIXES: tuple[str, ...] = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".wav", ".mp3", ".flac", ".m4a", ".ogg")
+MEDIA_SUFFIXES: tuple[str, ...] = (
+    ".mp4",
+    ".mov",
+    ".mkv",
+    ".webm",
+    ".avi",
+    ".m4v",
+    ".wav",
+    ".mp3",
+    ".flac",
+    ".m4a",
+    ".ogg",
+)
 
 MANIFEST_SCHEMA = pa.schema(
     [
@@ -47,7 +59,7 @@ class ClipRow:
     clip_id: str
     path: str
     split: str
-    labels: tuple[Optional[float], ...]  # six values in EMOTIONS order, None where unknown
+    labels: tuple[float | None, ...]  # six values in EMOTIONS order, None where unknown
 
 
 def normalize_stem(raw: str) -> str:
@@ -85,11 +97,11 @@ def _read_csv(path: Path, expected: tuple[str, ...]) -> list[tuple[int, dict[str
                 continue
             if len(values) != len(expected):
                 raise IngestError(f"{path}: row {line_no} has {len(values)} fields, expected {len(expected)}")
-            rows.append((line_no, dict(zip(expected, (v.strip() for v in values)))))
+            rows.append((line_no, dict(zip(expected, (v.strip() for v in values), strict=True))))
     return rows
 
 
-def _parse_labels(row: dict[str, str], where: str, *, required: bool) -> tuple[Optional[float], ...]:
+def _parse_labels(row: dict[str, str], where: str, *, required: bool) -> tuple[float | None, ...]:
     labels = []
     for name in EMOTIONS:
         text = row[name]
@@ -129,7 +141,12 @@ def read_demo(root: Path) -> list[ClipRow]:
         if not candidates:
             raise IngestError(f"{where}: no media file clips/{row['clip_id']}.* under {root}")
         rows.append(
-            ClipRow(row["clip_id"], str(candidates[0]), _parse_split(row["split"], where), _parse_labels(row, where, required=True))
+            ClipRow(
+                row["clip_id"],
+                str(candidates[0]),
+                _parse_split(row["split"], where),
+                _parse_labels(row, where, required=True),
+            )
         )
     return rows
 
@@ -164,7 +181,9 @@ def read_user_manifest(csv_path: Path) -> list[ClipRow]:
         _require_file(media, where)
         if media.suffix.lower() not in MEDIA_SUFFIXES:
             raise IngestError(f"{where}: {media.name} is not a known video or audio file type {MEDIA_SUFFIXES}")
-        rows.append(ClipRow(normalize_stem(row["Filename"]), str(media), split, _parse_labels(row, where, required=False)))
+        rows.append(
+            ClipRow(normalize_stem(row["Filename"]), str(media), split, _parse_labels(row, where, required=False))
+        )
     return rows
 
 
@@ -174,7 +193,7 @@ def _parse_split(text: str, where: str) -> str:
     return text
 
 
-def build_manifest(source: str, root: str | Path, *, limit_per_split: Optional[int] = None) -> pa.Table:
+def build_manifest(source: str, root: str | Path, *, limit_per_split: int | None = None) -> pa.Table:
     """Read the dataset at ``root`` with the ``source`` adapter; rows sorted by (split, clip_id)."""
     root = Path(root)
     readers = {"demo": read_demo, "hume": read_hume, "manifest": read_user_manifest}

@@ -22,14 +22,16 @@ def pearson(pred: np.ndarray, true: np.ndarray) -> float:
     true = np.asarray(true, np.float64)
     keep = np.isfinite(true)
     pred, true = pred[keep], true[keep]
-    if pred.size < 2:
+    # Constant columns are found by their range, not by a zero denominator: the mean of ten 0.3s
+    # is not exactly 0.3 on every CPU (summation order), which would leave rounding noise.
+    if pred.size < 2 or np.ptp(pred) == 0.0 or np.ptp(true) == 0.0:
         return 0.0
     dp = pred - pred.mean()
     dt = true - true.mean()
     denom = np.sqrt(np.dot(dp, dp) * np.dot(dt, dt))
     if not np.isfinite(denom) or denom == 0.0:
         return 0.0
-    return float(np.dot(dp, dt) / denom)
+    return float(np.clip(np.dot(dp, dt) / denom, -1.0, 1.0))
 
 
 def pearson_per_emotion(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
@@ -42,7 +44,7 @@ def pearson_per_emotion(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
 def pearson_report(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
     """{"mean": ..., "<Emotion>": ...} for the metrics file."""
     per = pearson_per_emotion(pred, true)
-    return {"mean": float(per.mean()), **{name: float(v) for name, v in zip(EMOTIONS, per)}}
+    return {"mean": float(per.mean()), **{name: float(v) for name, v in zip(EMOTIONS, per, strict=True)}}
 
 
 def pearson_loss(pred: torch.Tensor, true: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:

@@ -18,27 +18,27 @@ prior, and its status says why. ``--submission`` writes the ABAW submission form
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import sys
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
 
 import numpy as np
+import polars as pl
 import torch
 from tqdm import tqdm
 
-from pipeline.asr import AsrClip, build_recognizer, default_device, transcribe_clip
+from pipeline import runtime
+from pipeline.asr import AsrClip, build_recognizer, recognizer_device, transcribe_clip
 from pipeline.atomic import write_text
-from pipeline.config import Params, ParamsError, load_params
-from pipeline.dataset import ModalityInfo, build_clip_table
-from pipeline.decoding import decode_clip
-from pipeline.emotions import EMOTIONS, LABEL_CSV_HEADER
-from pipeline.evaluation import submission_stem
-from pipeline.features import MODALITIES, UNAVAILABLE, ClipFeatures, TextInput, build_extractor
+from pipeline.config import MODALITIES, Params, ParamsError, load_params
+from pipeline.dataset import build_clip_table
+from pipeline.decode import DecodedClip, decode_clip
+from pipeline.emotions import EMOTIONS
+from pipeline.features import ClipFeatures, TextInput, build_extractor, unavailable_reason
 from pipeline.manifest import MEDIA_SUFFIXES
-from pipeline.shards import extract_robustly
+from pipeline.shards import ModalityInfo, extract_robustly
+from pipeline.submission import submission_csv
 from pipeline.training import load_model, predict
 
 # Files decoded and transcribed before their features are extracted as one batch: bounds memory
@@ -85,10 +85,12 @@ class Predictor:
 
     def __init__(self, *, params: Params, model_dir: str | Path) -> None:
         self.params = params
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = torch.device(runtime.torch_device())
         self.model, meta = load_model(model_dir, device=self.device)
         self.modalities = tuple(m for m in MODALITIES if m in meta["features"])
-        self.info = {m: ModalityInfo(dim=int(meta["features"][m]["dim"]), model=meta["features"][m]["model"]) for m in self.modalities}
+        self.info = {
+            m: ModalityInfo(int(meta["features"][m]["dim"]), meta["features"][m]["model"]) for m in self.modalities
+        }
         self.extractors = {
             m: build_extractor(m, getattr(params.features, m), device=self.device.type) for m in self.modalities
         }
@@ -101,70 +103,75 @@ class Predictor:
         self.recognizer = None
         if "text" in self.modalities:
             asr = params.asr
-            self.recognizer = build_recognizer(asr, device=default_device(asr.backend), cpu_threads=torch.get_num_threads())
+            self.recognizer = build_recognizer(
+                asr, device=recognizer_device(asr.backend), cpu_threads=torch.get_num_threads()
+            )
         self.max_frames = {"visual": params.fusion.max_visual_frames, "audio": params.fusion.max_audio_frames}
 
     def predict_files(self, files: Sequence[Path], clip_ids: Sequence[str]) -> list[Prediction]:
-        decoded = [decode_clip(f, self.params.decode, clip_id=c) for f, c in zip(files, clip_ids)]
-        records: dict[str, list[ClipFeatures]] = {m: [] for m in self.modalities}
-        for m in self.modalities:
-            usable, blocked = [], []
-            for clip in decoded:
-                reason = next((f for f in clip.report.faults if f in UNAVAILABLE[m]), "")
-                if reason:
-                    blocked.append(ClipFeatures.missing(clip.report.clip_id, self.info[m].dim, reason))
-                elif m == "visual":
-                    usable.append(clip.visual)
-                elif m == "audio":
-                    usable.append(clip.audio)
-                else:
-                    usable.append(self._transcribe(clip))
-            records[m] = blocked + (extract_robustly(self.extractors[m], usable) if usable else [])
+        decoded = [decode_clip(f, self.params.decode, clip_id=c) for f, c in zip(files, clip_ids, strict=True)]
+        records = {m: self._features(m, decoded) for m in self.modalities}
         ids = [clip.report.clip_id for clip in decoded]
         table = build_clip_table(
             clip_ids=ids, splits=["test"] * len(ids), labels=np.full((len(ids), len(EMOTIONS)), np.nan),
             records=records, info=self.info, max_frames=self.max_frames,
-        )
+        )  # fmt: skip
         values = np.clip(predict(self.model, table, batch_size=32, device=self.device), 0.0, 1.0)
         out = []
-        for i, (clip, path) in enumerate(zip(decoded, files)):
+        for i, (clip, path) in enumerate(zip(decoded, files, strict=True)):
             present = {m: bool(table.valid[m][i] is not None) if m in table.valid else False for m in MODALITIES}
             out.append(Prediction(ids[i], str(path), values[i], present, clip.report.status, clip.report.message))
         return out
+
+    def _features(self, modality: str, decoded: Sequence[DecodedClip]) -> list[ClipFeatures]:
+        """One record per clip: missing where the decode result says so (as in the feature stage)."""
+        usable, blocked = [], []
+        for clip in decoded:
+            report = clip.report
+            reason = unavailable_reason(
+                modality, faults=report.faults, n_frames=report.n_frames, has_audio=report.has_audio
+            )
+            if reason:
+                blocked.append(ClipFeatures.missing(report.clip_id, self.info[modality].dim, reason))
+            elif modality == "visual":
+                usable.append(clip.visual)
+            elif modality == "audio":
+                usable.append(clip.audio)
+            else:
+                usable.append(self._transcribe(clip))
+        return blocked + (extract_robustly(self.extractors[modality], usable) if usable else [])
 
     def _transcribe(self, clip) -> TextInput:
         audio = clip.audio
         row = transcribe_clip(
             self.recognizer,
-            AsrClip(clip.report.clip_id, audio.samples, audio.sample_rate, tuple(clip.report.faults), clip.report.message),
+            AsrClip(
+                clip.report.clip_id, audio.samples, audio.sample_rate, tuple(clip.report.faults), clip.report.message
+            ),
         )
         return TextInput(row.clip_id, row.text if row.has_speech else None, "" if row.has_speech else row.status)
 
 
 def predictions_csv(rows: Sequence[Prediction]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["clip_id", "path", *EMOTIONS, *MODALITIES, "status", "message"])
-    for r in rows:
-        writer.writerow([r.clip_id, r.path, *(f"{v:.6f}" for v in r.values), *(str(r.present[m]).lower() for m in MODALITIES), r.status, r.message])
-    return buffer.getvalue()
+    columns: dict[str, list] = {"clip_id": [r.clip_id for r in rows], "path": [r.path for r in rows]}
+    columns.update({e: [float(r.values[k]) for r in rows] for k, e in enumerate(EMOTIONS)})
+    columns.update({m: [r.present[m] for r in rows] for m in MODALITIES})
+    columns.update(status=[r.status for r in rows], message=[r.message for r in rows])
+    schema = {"clip_id": pl.String, "path": pl.String, **{e: pl.Float64 for e in EMOTIONS},
+              **{m: pl.Boolean for m in MODALITIES}, "status": pl.String, "message": pl.String}  # fmt: skip
+    return pl.DataFrame(columns, schema=schema).write_csv(float_precision=6)
 
 
-def submission_csv(rows: Sequence[Prediction]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(LABEL_CSV_HEADER)
-    for r in rows:
-        writer.writerow([submission_stem(r.clip_id), *(f"{v:.6f}" for v in r.values)])
-    return buffer.getvalue()
-
-
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="+", help="video/audio files or folders")
     parser.add_argument("--out", required=True, help="CSV to write")
-    parser.add_argument("--model", default="data/model", help="trained model folder (default: the one `make demo` trained)")
-    parser.add_argument("--params", default="params.yaml", help="decode/ASR/feature settings (those the model was trained with)")
+    parser.add_argument(
+        "--model", default="data/model", help="trained model folder (default: the one `make demo` trained)"
+    )
+    parser.add_argument(
+        "--params", default="params.yaml", help="decode/ASR/feature settings (those the model was trained with)"
+    )
     parser.add_argument("--submission", action="store_true", help="write the ABAW submission format")
     args = parser.parse_args(argv)
     try:
@@ -186,7 +193,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         for start in range(0, len(files), CHUNK):
             rows.extend(predictor.predict_files(files[start : start + CHUNK], ids[start : start + CHUNK]))
             bar.update(min(CHUNK, len(files) - start))
-    write_text(submission_csv(rows) if args.submission else predictions_csv(rows), args.out)
+    if args.submission:
+        text = submission_csv([r.clip_id for r in rows], np.stack([r.values for r in rows]))
+    else:
+        text = predictions_csv(rows)
+    write_text(text, args.out)
     counts: dict[str, int] = {}
     for r in rows:
         counts[r.status] = counts.get(r.status, 0) + 1

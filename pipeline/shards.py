@@ -22,9 +22,10 @@ import json
 import math
 import os
 import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping, NamedTuple, Optional, Sequence, Union
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -127,7 +128,7 @@ def shard_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     return {k.decode(): v.decode() for k, v in meta.items() if not k.startswith(b"ARROW:")}
 
 
-def shard_fingerprint(path: str | os.PathLike[str]) -> Optional[str]:
+def shard_fingerprint(path: str | os.PathLike[str]) -> str | None:
     """The fingerprint stored in ``path``; None if the file is absent, unreadable or has none."""
     try:
         return shard_metadata(path).get("fingerprint")
@@ -140,12 +141,14 @@ def shard_paths(directory: str | os.PathLike[str]) -> list[Path]:
     return sorted(p for p in Path(directory).glob("*.parquet") if not p.name.startswith("."))
 
 
-class ShardInfo(NamedTuple):
+class ModalityInfo(NamedTuple):
+    """What a modality's shards hold: the feature width and the extractor's name."""
+
     dim: int
     model: str
 
 
-def shard_info(directory: str | os.PathLike[str]) -> ShardInfo:
+def shard_info(directory: str | os.PathLike[str]) -> ModalityInfo:
     """Feature width and extractor name of a modality directory (all shards must agree)."""
     paths = shard_paths(directory)
     if not paths:
@@ -153,7 +156,7 @@ def shard_info(directory: str | os.PathLike[str]) -> ShardInfo:
     infos = {(int(m["dim"]), m["model"]) for m in map(shard_metadata, paths)}
     if len(infos) != 1:
         raise ValueError(f"{directory}: shards disagree on (dim, model): {sorted(infos)}")
-    return ShardInfo(*infos.pop())
+    return ModalityInfo(*infos.pop())
 
 
 def _records(table: pa.Table) -> Iterator[ClipFeatures]:
@@ -183,8 +186,8 @@ def _records(table: pa.Table) -> Iterator[ClipFeatures]:
 def read_features(
     directory: str | os.PathLike[str],
     *,
-    clip_ids: Optional[Iterable[str]] = None,
-    modality: Optional[str] = None,
+    clip_ids: Iterable[str] | None = None,
+    modality: str | None = None,
 ) -> Iterator[ClipFeatures]:
     """Stream the records of a modality directory, shard by shard, in file then row order.
 
@@ -285,7 +288,7 @@ class BuildReport:
     available: int = 0
 
 
-InputProvider = Callable[[list[str]], Iterable[Union[object, Unavailable]]]
+InputProvider = Callable[[list[str]], Iterable[object | Unavailable]]
 
 
 def extract_robustly(extractor: FeatureExtractor, inputs: list) -> list[ClipFeatures]:
@@ -303,12 +306,16 @@ def extract_robustly(extractor: FeatureExtractor, inputs: list) -> list[ClipFeat
                 print(f"warning: {item.clip_id}: {reason}", file=sys.stderr)
                 out.append(ClipFeatures.missing(item.clip_id, extractor.dim, reason))
     return [
-        r if np.isfinite(r.values).all() else ClipFeatures.missing(r.clip_id, extractor.dim, f"{ERROR_PREFIX}non-finite features")
+        r
+        if np.isfinite(r.values).all()
+        else ClipFeatures.missing(r.clip_id, extractor.dim, f"{ERROR_PREFIX}non-finite features")
         for r in out
     ]
 
 
-def _compute(task: ShardTask, *, extractor: FeatureExtractor, inputs: InputProvider, chunk_clips: int, bar: tqdm) -> list[ClipFeatures]:
+def _compute(
+    task: ShardTask, *, extractor: FeatureExtractor, inputs: InputProvider, chunk_clips: int, bar: tqdm
+) -> list[ClipFeatures]:
     done: dict[str, ClipFeatures] = {}
     pending: list = []
 
@@ -362,7 +369,9 @@ def build_shards(
         else:
             todo.append(task)
     total = sum(len(t.clip_ids) for t in todo)
-    with tqdm(total=total, unit="clip", desc=f"features@{extractor.modality}", disable=not progress, file=sys.stderr) as bar:
+    with tqdm(
+        total=total, unit="clip", desc=f"features@{extractor.modality}", disable=not progress, file=sys.stderr
+    ) as bar:
         for task in todo:
             records = _compute(task, extractor=extractor, inputs=inputs, chunk_clips=chunk_clips, bar=bar)
             errors = [r.reason for r in records if r.reason.startswith(ERROR_PREFIX)]

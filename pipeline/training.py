@@ -28,9 +28,9 @@ import copy
 import json
 import math
 import random
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Optional
 
 import numpy as np
 import torch
@@ -42,8 +42,9 @@ from models.taemi import Taemi, TaemiConfig
 from models.ustc import Ustc, UstcConfig
 from pipeline.atomic import atomic_path, write_json
 from pipeline.config import FusionParams, TrainParams, UstcParams
-from pipeline.dataset import ClipTable, ModalityInfo
+from pipeline.dataset import ClipTable
 from pipeline.metrics import pearson_loss, pearson_per_emotion
+from pipeline.shards import ModalityInfo
 
 # One thread makes CPU results independent of the core count and degrades gracefully: in
 # benchmarks/bench_fusion.py two threads were 1.4-2x faster on an idle 2-core machine but 5-10x
@@ -65,27 +66,35 @@ def set_determinism(seed: int, device: torch.device) -> None:
         torch.use_deterministic_algorithms(True)
 
 
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 # ------------------------------------------------------------------------------------ models
 def model_config(fusion: FusionParams, input_dims: Mapping[str, int]) -> TaemiConfig | UstcConfig:
     """The model config for ``fusion`` and the feature widths of its modalities."""
     dims = {m: int(input_dims[m]) for m in fusion.modalities}
     common = dict(
-        input_dims=dims, modality_dropout=fusion.modality_dropout, d_model=fusion.d_model,
-        n_heads=fusion.n_heads, dropout=fusion.dropout,
+        input_dims=dims,
+        modality_dropout=fusion.modality_dropout,
+        d_model=fusion.d_model,
+        n_heads=fusion.n_heads,
+        dropout=fusion.dropout,
     )
     if fusion.model == "taemi":
         return TaemiConfig(
-            anchor=fusion.anchor, cross_attention=fusion.cross_attention, concat=fusion.concat,
-            missing_tokens=fusion.missing_tokens, out_dim=fusion.out_dim, **common,
+            anchor=fusion.anchor,
+            cross_attention=fusion.cross_attention,
+            concat=fusion.concat,
+            missing_tokens=fusion.missing_tokens,
+            out_dim=fusion.out_dim,
+            **common,
         )
     u = fusion.ustc
     return UstcConfig(
-        tfe=u.tfe, qam=u.qam, tcn_levels=u.tcn_levels, tcn_kernel=u.tcn_kernel, segments=u.segments,
-        encoder_layers=u.encoder_layers, **common,
+        tfe=u.tfe,
+        qam=u.qam,
+        tcn_levels=u.tcn_levels,
+        tcn_kernel=u.tcn_kernel,
+        segments=u.segments,
+        encoder_layers=u.encoder_layers,
+        **common,
     )
 
 
@@ -98,9 +107,7 @@ def build_model(kind: str, config: TaemiConfig | UstcConfig | Mapping) -> nn.Mod
 
 
 # --------------------------------------------------------------------------------- schedules
-def lr_factor(
-    step: int, *, schedule: str, warmup_steps: int, total_steps: int, cycle_steps: int
-) -> float:
+def lr_factor(step: int, *, schedule: str, warmup_steps: int, total_steps: int, cycle_steps: int) -> float:
     """Multiplier of the base lr for optimizer step ``step`` (0-based)."""
     if step < warmup_steps:
         return (step + 1) / warmup_steps
@@ -130,7 +137,7 @@ class WeightEma:
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         d = self.current_decay()
-        for ema_t, t in zip(self.model.state_dict().values(), model.state_dict().values()):
+        for ema_t, t in zip(self.model.state_dict().values(), model.state_dict().values(), strict=True):
             if ema_t.dtype.is_floating_point:
                 ema_t.mul_(d).add_(t.detach(), alpha=1.0 - d)
             else:
@@ -146,7 +153,7 @@ def predict(
     *,
     batch_size: int,
     device: torch.device,
-    absent: Optional[Mapping[str, np.ndarray]] = None,
+    absent: Mapping[str, np.ndarray] | None = None,
 ) -> np.ndarray:
     """(N, 6) float32 predictions in table order; ``absent[m]`` (N,) bool removes modality m there."""
     model.eval()
@@ -188,12 +195,66 @@ def fit_feature_norm(model: nn.Module, table: ClipTable) -> None:
     per-dimension mean and std in float64, std floored at 1e-3 so near-constant dimensions stay
     bounded. Only the training split is ever passed here."""
     for m, norm in model.norm.items():
-        frames = [v[ok].astype(np.float64) for v, ok in zip(table.values[m], table.valid[m]) if v is not None]
+        frames = [
+            v[ok].astype(np.float64) for v, ok in zip(table.values[m], table.valid[m], strict=True) if v is not None
+        ]
         if not frames:
             continue
         stacked = np.concatenate(frames)
         norm.mean.copy_(torch.from_numpy(stacked.mean(axis=0)).to(norm.mean))
         norm.inv_std.copy_(torch.from_numpy(1.0 / np.maximum(stacked.std(axis=0), 1e-3)).to(norm.inv_std))
+
+
+@dataclass
+class _Loop:
+    """The optimisation state of one training run."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    ema: WeightEma | None
+    order_rng: torch.Generator
+
+    @classmethod
+    def start(cls, model: nn.Module, n_train: int, params: TrainParams) -> _Loop:
+        steps_per_epoch = math.ceil(n_train / params.batch_size)
+        schedule = dict(
+            schedule=params.schedule,
+            warmup_steps=round(params.warmup_epochs * steps_per_epoch),
+            total_steps=params.max_epochs * steps_per_epoch,
+            cycle_steps=params.sgdr_cycle_epochs * steps_per_epoch,
+        )
+        optimizer = _optimizer(model, params)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, **schedule))
+        ema = WeightEma(model, decay=params.ema) if params.ema else None
+        return cls(model, optimizer, scheduler, ema, torch.Generator().manual_seed(params.seed))
+
+    @property
+    def judged(self) -> nn.Module:
+        """The weights validated and kept: the EMA copy when EMA is on."""
+        return self.ema.model if self.ema is not None else self.model
+
+    def epoch(self, train: ClipTable, params: TrainParams, device: torch.device) -> tuple[float, float]:
+        """One pass over ``train`` in a seeded random order -> (mean training loss, last lr)."""
+        self.model.train()
+        total, seen, lr = 0.0, 0, 0.0
+        order = torch.randperm(len(train), generator=self.order_rng).numpy()
+        for batch in train.batches(params.batch_size, order=order):
+            batch = batch.to(device)
+            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                pred = self.model(batch.inputs)
+            loss = _loss(params.loss, pred.float(), batch.labels)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(self.model.parameters(), params.grad_clip)
+            lr = self.optimizer.param_groups[0]["lr"]
+            self.optimizer.step()
+            self.scheduler.step()
+            if self.ema is not None:
+                self.ema.update(self.model)
+            total += loss.item() * len(batch.clip_ids)
+            seen += len(batch.clip_ids)
+        return total / seen, lr
 
 
 def train_model(
@@ -204,54 +265,38 @@ def train_model(
     params: TrainParams,
     device: torch.device,
     log: Log = print,
+    on_epoch: Callable[[dict], None] | None = None,
 ) -> TrainResult:
-    """Fit ``model`` on ``train`` (fully labelled clips) and select the epoch on ``valid``."""
+    """Fit ``model`` on ``train`` (fully labelled clips) and select the epoch on ``valid``.
+
+    ``on_epoch`` receives each epoch's history entry as it is made (the train stage logs it with
+    DVCLive, so ``dvc exp show`` follows a run live).
+    """
     if len(train) == 0 or len(valid) == 0:
         raise ValueError(f"training needs labelled train and valid clips, got {len(train)} and {len(valid)}")
     fit_feature_norm(model, train)
     model.to(device)
-    steps_per_epoch = math.ceil(len(train) / params.batch_size)
-    schedule = dict(
-        schedule=params.schedule,
-        warmup_steps=round(params.warmup_epochs * steps_per_epoch),
-        total_steps=params.max_epochs * steps_per_epoch,
-        cycle_steps=params.sgdr_cycle_epochs * steps_per_epoch,
-    )
-    optimizer = _optimizer(model, params)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, **schedule))
-    ema = WeightEma(model, decay=params.ema) if params.ema else None
-    order_rng = torch.Generator().manual_seed(params.seed)
+    loop = _Loop.start(model, len(train), params)
     history: list[dict] = []
     best_val, best_epoch, best_state, stale = -math.inf, 0, None, 0
     for epoch in range(1, params.max_epochs + 1):
-        model.train()
-        total, seen = 0.0, 0
-        order = torch.randperm(len(train), generator=order_rng).numpy()
-        for batch in train.batches(params.batch_size, order=order):
-            batch = batch.to(device)
-            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                pred = model(batch.inputs)
-            loss = _loss(params.loss, pred.float(), batch.labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), params.grad_clip)
-            lr = optimizer.param_groups[0]["lr"]
-            optimizer.step()
-            scheduler.step()
-            if ema is not None:
-                ema.update(model)
-            total += loss.item() * len(batch.clip_ids)
-            seen += len(batch.clip_ids)
-        judged = ema.model if ema is not None else model
-        per = _validate(judged, valid, params.batch_size, device)
+        train_loss, lr = loop.epoch(train, params, device)
+        per = _validate(loop.judged, valid, params.batch_size, device)
         val = float(per.mean())
-        history.append(
-            {"epoch": epoch, "train_loss": total / seen, "val_pearson": val, "val_per_emotion": per.tolist(), "lr": lr}
-        )
-        log(f"epoch {epoch:3d}  train {params.loss} {total / seen:.5f}  val pearson {val:.4f}  lr {lr:.3g}")
+        entry = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "val_pearson": val,
+            "val_per_emotion": per.tolist(),
+            "lr": lr,
+        }
+        history.append(entry)
+        if on_epoch is not None:
+            on_epoch(entry)
+        log(f"epoch {epoch:3d}  train {params.loss} {train_loss:.5f}  val pearson {val:.4f}  lr {lr:.3g}")
         if val > best_val:
             best_val, best_epoch, stale = val, epoch, 0
-            best_state = {k: v.detach().cpu().clone() for k, v in judged.state_dict().items()}
+            best_state = {k: v.detach().cpu().clone() for k, v in loop.judged.state_dict().items()}
         else:
             stale += 1
             if stale >= params.patience:
@@ -291,7 +336,6 @@ def contrastive_pretrain(
             loss = contrastive_loss(model, batch.inputs, temperature=ustc.temperature)
             if loss is None:  # fewer than two aligned pairs in this batch
                 continue
-            lr = optimizer.param_groups[0]["lr"]
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), params.grad_clip)
@@ -305,7 +349,7 @@ def contrastive_pretrain(
     return history
 
 
-def contrastive_loss(model: Ustc, inputs: Mapping, *, temperature: float) -> Optional[torch.Tensor]:
+def contrastive_loss(model: Ustc, inputs: Mapping, *, temperature: float) -> torch.Tensor | None:
     """Sum over m in (visual, audio) of the weighted symmetric InfoNCE between m and text.
 
     Only clips with both modalities present take part; w_i = valid-frame fraction of clip i's m
@@ -344,10 +388,9 @@ def save_model(
     state: Mapping[str, torch.Tensor],
     info: Mapping[str, ModalityInfo],
     meta: Mapping,
-    history: Mapping,
 ) -> None:
     """``model.safetensors`` + ``config.json`` (model kind and config, feature dims and model names,
-    ``meta``: params and selection facts) + ``history.json``, each written atomically."""
+    ``meta``: params and selection facts), each written atomically."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
@@ -355,7 +398,6 @@ def save_model(
         save_file(tensors, str(tmp))
     features = {m: {"dim": i.dim, "model": i.model} for m, i in info.items()}
     write_json({"model": kind, "model_config": config.to_dict(), "features": features, **meta}, out / "config.json")
-    write_json(dict(history), out / "history.json")
 
 
 def load_model(model_dir: str | Path, *, device: torch.device) -> tuple[nn.Module, dict]:

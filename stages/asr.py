@@ -6,15 +6,15 @@ import argparse
 import sys
 import time
 from collections import Counter
-from typing import Iterator
+from collections.abc import Iterator
 
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from pipeline.asr import AsrClip, AsrModelError, Transcript, default_device, transcribe_clips, transcripts_table
+from pipeline.asr import AsrClip, AsrModelError, Transcript, recognizer_device, transcribe_clips, transcripts_table
 from pipeline.atomic import write_parquet
 from pipeline.config import ParamsError, load_params
-from pipeline.decoding import iter_clip_audio
+from pipeline.decoded import iter_clip_audio
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     except ParamsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    device = default_device(params.backend)
+    device = recognizer_device(params.backend)
 
     # The status table has exactly one row per manifest clip: it fixes the output's rows and order.
     status = pq.read_table(args.status, columns=["clip_id", "status", "message", "faults"]).to_pylist()
@@ -43,8 +43,11 @@ def main(argv: list[str] | None = None) -> int:
             if audio.samples is not None and "silent_audio" not in (row["faults"] or ()):
                 audio_seconds += len(audio.samples) / audio.sample_rate
             yield AsrClip(
-                clip_id=audio.clip_id, samples=audio.samples, sample_rate=audio.sample_rate,
-                faults=row["faults"] or (), decode_message=row["message"] or audio.reason,
+                clip_id=audio.clip_id,
+                samples=audio.samples,
+                sample_rate=audio.sample_rate,
+                faults=row["faults"] or (),
+                decode_message=row["message"] or audio.reason,
             )
 
     started = time.perf_counter()

@@ -3,7 +3,7 @@
 Writes ``<out>/frames-NNNNN.parquet`` and ``<out>/audio-NNNNN.parquet`` (one pair per shard of
 ``decode.clips_per_shard`` manifest rows) and the status table ``<status>``: exactly one row per
 manifest row, in manifest order. A bad file gets a status (corrupt, too_short, ...), never stops
-the run. See ``pipeline/decoding.py`` for the sampling rule, the timeline and the status rules.
+the run. See ``pipeline/decode/__init__.py`` for the sampling rule, the timeline and the status rules.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from pipeline.atomic import write_parquet
 from pipeline.config import ParamsError, load_params
-from pipeline.decoding import decode_manifest, status_table
+from pipeline.decode import decode_manifest, status_table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,7 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     splits = manifest.column("split").to_pylist()
 
     start = time.perf_counter()
-    reports = decode_manifest(list(zip(ids, paths)), args.out, params, log=lambda line: print(line, flush=True))
+    reports = decode_manifest(
+        list(zip(ids, paths, strict=True)), args.out, params, log=lambda line: print(line, flush=True)
+    )
     table = status_table(reports, splits, paths)
     if table.num_rows != manifest.num_rows or table.column("clip_id").to_pylist() != ids:
         raise RuntimeError("decode lost or reordered clips: status rows do not match the manifest")

@@ -9,14 +9,15 @@ The model is rebuilt from ``<model>/config.json``, so only evaluate.* is read fr
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
+import torch
+
+from pipeline import runtime
 from pipeline.config import ParamsError, load_params
 from pipeline.dataset import load_clips
 from pipeline.evaluation import evaluate_model, write_outputs
-from pipeline.training import default_device, load_model, set_determinism
+from pipeline.training import load_model, set_determinism
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     except ParamsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    device = default_device()
+    device = torch.device(runtime.torch_device())
     set_determinism(params.robustness_seed, device)
     model, meta = load_model(args.model, device=device)
     fusion = meta["fusion"]
@@ -51,8 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     trained_on = meta["features"]
     found = {m: {"dim": i.dim, "model": i.model} for m, i in clips.info.items()}
     if found != trained_on:
-        print(f"error: the features differ from those the model was trained on: {found} vs {trained_on}",
-              file=sys.stderr)
+        print(
+            f"error: the features differ from those the model was trained on: {found} vs {trained_on}", file=sys.stderr
+        )
         return 2
 
     result = evaluate_model(
@@ -63,11 +65,12 @@ def main(argv: list[str] | None = None) -> int:
         missing_fraction=params.missing_fraction,
         seed=params.robustness_seed,
     )
-    history = json.loads((Path(args.model) / "history.json").read_text(encoding="utf-8"))
-    write_outputs(args.out, evaluation=result, table=clips, history=history, best_epoch=meta["best_epoch"])
+    write_outputs(args.out, evaluation=result, table=clips, best_epoch=meta["best_epoch"])
     pearson = result.metrics["pearson"]
-    print(f"evaluate: valid mean Pearson {pearson['mean']:.4f}; robustness "
-          + ", ".join(f"{k} {v:.4f}" for k, v in result.robustness.items()))
+    print(
+        f"evaluate: valid mean Pearson {pearson['mean']:.4f}; robustness "
+        + ", ".join(f"{k} {v:.4f}" for k, v in result.robustness.items())
+    )
     if "test" in result.metrics:
         print(f"evaluate: test mean Pearson {result.metrics['test']['pearson']['mean']:.4f}")
     return 0

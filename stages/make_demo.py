@@ -1,16 +1,21 @@
 """Stage make_demo: write the built-in synthetic dataset (clips, labels, faults, latents, ceiling).
 
-The generative model, the fault clips and the output layout are documented in ``pipeline/demo.py``.
+The generative model, the fault clips and the output layout are documented in ``pipeline/demo``.
+When ``data.source`` is not ``demo`` nothing is generated: the output folder holds only a note,
+so a Hume or manifest run does not pay for 160 demo clips.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import shutil
 import sys
 import time
+from pathlib import Path
 
-from pipeline.config import ParamsError, load_params
+from pipeline import runtime
+from pipeline.atomic import write_text
+from pipeline.config import MODALITIES, ParamsError, load_params
 from pipeline.demo import generate_demo
 
 
@@ -18,17 +23,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--out", required=True, help="dataset folder to (re)write")
-    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="processes rendering clips")
+    parser.add_argument("--workers", type=int, default=min(2, runtime.usable_cpus()), help="processes rendering clips")
     args = parser.parse_args(argv)
     try:
-        demo = load_params(args.params).demo
+        params = load_params(args.params)
     except ParamsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    demo, source = params.demo, params.data.source
+    if source != "demo":
+        out = Path(args.out)
+        if out.exists():
+            shutil.rmtree(out)
+        write_text(f"Not generated: data.source is {source!r}, not 'demo'.\n", out / "SKIPPED")
+        print(f"make_demo: skipped (data.source is {source!r})")
+        return 0
     start = time.perf_counter()
     ceiling = generate_demo(args.out, demo, workers=args.workers)
     n_clips = demo.n_train + demo.n_valid + demo.n_test
-    singles = {m: ceiling["modalities"][m]["mean"] for m in ("visual", "audio", "text")}
+    singles = {m: ceiling["modalities"][m]["mean"] for m in MODALITIES}
     print(
         f"make_demo: {n_clips} clips (+faults: {demo.faults}) in {args.out} in {time.perf_counter() - start:.1f} s; "
         f"noise ceiling mean Pearson fused {ceiling['fused']['mean']:.3f}, single modality {singles}"

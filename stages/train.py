@@ -1,8 +1,10 @@
 """Stage train: fit the fusion model (fusion.*, train.*) on the train split, select on valid.
 
-Writes ``<out>/model.safetensors`` (best epoch; EMA weights when train.ema is set),
-``<out>/config.json`` (model kind and config, feature dims and extractor names, params used) and
-``<out>/history.json`` (per-epoch train loss, validation Pearson, lr; stage-1 pretraining if any).
+Writes ``<out>/model.safetensors`` (best epoch; EMA weights when train.ema is set) and
+``<out>/config.json`` (model kind and config, feature dims and extractor names, params used), and
+logs the training curves with DVCLive into ``<live>`` (``metrics.json``: the last epoch and the
+selected one; ``plots/metrics/*.tsv``: train loss, validation Pearson, lr per epoch; stage-1
+pretraining loss if any), updated every epoch so ``dvc exp show`` follows a run.
 The test split is never loaded.
 """
 
@@ -13,18 +15,43 @@ import sys
 import time
 
 import torch
+from dvclive import Live
 
+from pipeline import runtime
 from pipeline.config import ParamsError, load_params
-from pipeline.dataset import load_clips
+from pipeline.dataset import ClipTable, load_clips
 from pipeline.training import (
     build_model,
     contrastive_pretrain,
-    default_device,
     model_config,
     save_model,
     set_determinism,
     train_model,
 )
+
+
+def _epoch_logger(live: Live):
+    def log(entry: dict) -> None:
+        live.step = entry["epoch"]
+        for key in ("train_loss", "val_pearson", "lr"):
+            live.log_metric(key, entry[key])
+        live.make_summary()
+
+    return log
+
+
+def _load(args: argparse.Namespace, fusion) -> ClipTable:
+    clips = load_clips(
+        manifest=args.manifest,
+        features=args.features,
+        splits=("train", "valid"),
+        modalities=fusion.modalities,
+        max_frames={"visual": fusion.max_visual_frames, "audio": fusion.max_audio_frames},
+    )
+    for m, reasons in clips.missing_counts.items():
+        if reasons:
+            print(f"train: {m} missing for {sum(reasons.values())} of {len(clips)} clips: {reasons}")
+    return clips
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,47 +60,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--manifest", required=True)
     parser.add_argument("--features", required=True, help="folder holding <modality>/ shard folders")
     parser.add_argument("--out", required=True, help="model folder to write")
+    parser.add_argument("--live", required=True, help="DVCLive folder for the training curves")
     args = parser.parse_args(argv)
     try:
         params = load_params(args.params)
-    except ParamsError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    fusion, train = params.fusion, params.train
-    device = default_device()
-    set_determinism(train.seed, device)
-
-    try:
-        clips = load_clips(
-            manifest=args.manifest,
-            features=args.features,
-            splits=("train", "valid"),
-            modalities=fusion.modalities,
-            max_frames={"visual": fusion.max_visual_frames, "audio": fusion.max_audio_frames},
-        )
-    except (FileNotFoundError, ValueError) as error:  # missing or inconsistent shards
+        fusion, train = params.fusion, params.train
+        clips = _load(args, fusion)
+    except (ParamsError, FileNotFoundError, ValueError) as error:  # bad params, missing or inconsistent shards
         print(f"error: {error}", file=sys.stderr)
         return 2
     train_set, valid_set = clips.split("train").labelled(), clips.split("valid").labelled()
     if not len(train_set) or not len(valid_set):
         print(f"error: training needs labelled train and valid clips; found {len(train_set)} and "
-              f"{len(valid_set)}", file=sys.stderr)
+              f"{len(valid_set)}", file=sys.stderr)  # fmt: skip
         return 2
-    for m, reasons in clips.missing_counts.items():
-        if reasons:
-            print(f"train: {m} missing for {sum(reasons.values())} of {len(clips)} clips: {reasons}")
+    device = torch.device(runtime.torch_device())
+    set_determinism(train.seed, device)
     print(f"train: {len(train_set)} train / {len(valid_set)} valid labelled clips on {device}; "
-          f"features {', '.join(f'{m} {i.model} ({i.dim}-d)' for m, i in clips.info.items())}")
+          f"features {', '.join(f'{m} {i.model} ({i.dim}-d)' for m, i in clips.info.items())}")  # fmt: skip
 
     config = model_config(fusion, {m: i.dim for m, i in clips.info.items()})
     model = build_model(fusion.model, config)
     started = time.perf_counter()
-    pretrain = []
-    if fusion.model == "ustc" and fusion.ustc.contrastive_pretrain:
-        pretrain = contrastive_pretrain(
-            model=model, train=clips.split("train"), params=train, ustc=fusion.ustc, device=device
+    with Live(dir=args.live, dvcyaml=False, save_dvc_exp=False, report=None) as live:
+        if fusion.model == "ustc" and fusion.ustc.contrastive_pretrain:
+            pretrain = contrastive_pretrain(
+                model=model, train=clips.split("train"), params=train, ustc=fusion.ustc, device=device
+            )
+            live.summary["pretrain"] = {"contrastive_loss": [p["contrastive_loss"] for p in pretrain]}
+        result = train_model(
+            model=model, train=train_set, valid=valid_set, params=train, device=device, on_epoch=_epoch_logger(live)
         )
-    result = train_model(model=model, train=train_set, valid=valid_set, params=train, device=device)
+        live.summary.update(best_epoch=result.best_epoch, best_val_pearson=result.best_val)
     seconds = time.perf_counter() - started
 
     meta = {
@@ -87,11 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         "device": str(device),
         "torch": torch.__version__,
     }
-    history = {"epochs": result.history, "pretrain": pretrain, "best_epoch": result.best_epoch}
-    save_model(args.out, kind=fusion.model, config=config, state=result.state, info=clips.info,
-               meta=meta, history=history)
+    save_model(args.out, kind=fusion.model, config=config, state=result.state, info=clips.info, meta=meta)
     print(f"train: best epoch {result.best_epoch} of {len(result.history)}, valid mean Pearson "
-          f"{result.best_val:.4f}, {seconds:.1f} s -> {args.out}")
+          f"{result.best_val:.4f}, {seconds:.1f} s -> {args.out}")  # fmt: skip
     return 0
 
 

@@ -63,7 +63,13 @@ def test_join_base_model_is_idempotent_and_complete(tmp_path: Path) -> None:
     folder = whisper_models.join_base_model(tmp_path / "base")
     model = folder / "model.bin"
     assert model.stat().st_size == whisper_models.BASE_MODEL_BYTES
-    assert {p.name for p in folder.iterdir()} == {"model.bin", "config.json", "tokenizer.json", "vocabulary.txt", ".join.lock"}
+    assert {p.name for p in folder.iterdir()} == {
+        "model.bin",
+        "config.json",
+        "tokenizer.json",
+        "vocabulary.txt",
+        ".join.lock",
+    }
     inode, mtime = model.stat().st_ino, model.stat().st_mtime_ns
     assert whisper_models.join_base_model(tmp_path / "base") == folder
     assert (model.stat().st_ino, model.stat().st_mtime_ns) == (inode, mtime)  # not rewritten
@@ -88,7 +94,9 @@ def test_join_base_model_size_mismatch_leaves_no_model(tmp_path: Path, monkeypat
 def test_two_processes_join_concurrently(tmp_path: Path) -> None:
     code = "import sys; from pipeline.whisper_models import join_base_model; print(join_base_model(sys.argv[1]))"
     procs = [
-        subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "base")], cwd=REPO, stdout=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(tmp_path / "base")], cwd=REPO, stdout=subprocess.PIPE, text=True
+        )
         for _ in range(2)
     ]
     outputs = [p.communicate(timeout=120)[0].strip() for p in procs]
@@ -129,7 +137,7 @@ def test_wer_on_ravdess_subset(realdata: Path, base_params: AsrParams) -> None:
     clips = [AsrClip(r["path"], load_audio(root / r["path"])[0], 16000) for r in rows]
     out = list(transcribe_clips(clips, base_params, device="cpu", workers=2))
     assert [t.clip_id for t in out] == [r["path"] for r in rows]
-    errors = sum(word_errors(words(r["transcript"]), words(t.text or "")) for r, t in zip(rows, out))
+    errors = sum(word_errors(words(r["transcript"]), words(t.text or "")) for r, t in zip(rows, out, strict=True))
     wer = errors / sum(len(words(r["transcript"])) for r in rows)
     print(f"\nRAVDESS WER (base, beam 5, {len(rows)} files): {wer:.4f}")
     assert all(t.status == "ok" and t.has_speech and t.language == "en" for t in out)
@@ -159,7 +167,7 @@ def test_real_videos_are_english_speech(realdata: Path, name: str, expected_word
         assert any(w.startswith(expected_word) for w in words(row.text))
     stamps = [(w.start, w.end) for s in row.segments for w in s.words]
     assert stamps and all(0.0 <= a <= b <= duration + 0.5 for a, b in stamps)
-    assert all(b0 <= a1 + 1e-6 for (_, b0), (a1, _) in zip(stamps, stamps[1:]))
+    assert all(b0 <= a1 + 1e-6 for (_, b0), (a1, _) in zip(stamps, stamps[1:], strict=False))
 
 
 def test_espeak_sentence_at_22050_hz(tmp_path: Path, base_params: AsrParams) -> None:
@@ -186,8 +194,13 @@ def test_silent_and_missing_audio_are_not_transcribed(base_params: AsrParams) ->
         # Digital silence that decode did not flag still has no speech: VAD finds nothing.
         AsrClip("unflagged", zeros, 16000),
         # Under decode.min_duration_s: never run (Whisper hallucinates a word on 0.24 s of audio).
-        AsrClip("short", np.random.default_rng(0).normal(0, 0.1, 3840).astype(np.float32), 16000,
-                faults=["too_short"], decode_message="duration 0.240 s < 0.3 s"),
+        AsrClip(
+            "short",
+            np.random.default_rng(0).normal(0, 0.1, 3840).astype(np.float32),
+            16000,
+            faults=["too_short"],
+            decode_message="duration 0.240 s < 0.3 s",
+        ),
     ]
     rows = list(transcribe_clips(clips, base_params, device="cpu", workers=1))
     assert [(r.clip_id, r.status, r.has_speech, r.text) for r in rows] == [
@@ -213,7 +226,9 @@ def test_has_speech_rule() -> None:
     assert row.no_speech_prob == pytest.approx((1 * 0.1 + 3 * 0.3) / 4, abs=1e-12)
 
     # Whisper's non-speech rule drops a segment only when both thresholds are crossed.
-    row = summarise("b", "en", [_segment(0, 1, "Thank you.", logprob=-1.2, no_speech=0.7), _segment(1, 2, "Yes", no_speech=0.9)])
+    row = summarise(
+        "b", "en", [_segment(0, 1, "Thank you.", logprob=-1.2, no_speech=0.7), _segment(1, 2, "Yes", no_speech=0.9)]
+    )
     assert row.text == "Yes" and len(row.segments) == 1
     row = summarise("c", "en", [_segment(0, 1, "Thank you.", logprob=-1.2, no_speech=0.7)])
     assert (row.status, row.text, row.segments, row.avg_logprob) == ("no_speech", None, (), None)
@@ -249,11 +264,20 @@ class _KillsWorker:
 
 def test_a_clip_that_kills_its_worker_is_the_only_error(base_params: AsrParams) -> None:
     quiet = np.zeros(16000, np.float32)
-    clips = [AsrClip("a", quiet, 16000), AsrClip("bomb", _KillsWorker(), 16000), AsrClip("b", quiet, 16000),
-             AsrClip("n", None, 16000), AsrClip("c", quiet, 16000)]
+    clips = [
+        AsrClip("a", quiet, 16000),
+        AsrClip("bomb", _KillsWorker(), 16000),
+        AsrClip("b", quiet, 16000),
+        AsrClip("n", None, 16000),
+        AsrClip("c", quiet, 16000),
+    ]
     rows = list(transcribe_clips(clips, base_params, device="cpu", workers=2))
     assert [(r.clip_id, r.status) for r in rows] == [
-        ("a", "no_speech"), ("bomb", "error"), ("b", "no_speech"), ("n", "no_audio"), ("c", "no_speech")
+        ("a", "no_speech"),
+        ("bomb", "error"),
+        ("b", "no_speech"),
+        ("n", "no_audio"),
+        ("c", "no_speech"),
     ]
     assert "worker process died on this clip" in rows[1].message
 
@@ -274,8 +298,16 @@ def test_openai_whisper_random_model_path() -> None:
 
     torch.manual_seed(0)
     dims = ModelDimensions(
-        n_mels=80, n_audio_ctx=1500, n_audio_state=64, n_audio_head=2, n_audio_layer=2,
-        n_vocab=51865, n_text_ctx=32, n_text_state=64, n_text_head=2, n_text_layer=2,
+        n_mels=80,
+        n_audio_ctx=1500,
+        n_audio_state=64,
+        n_audio_head=2,
+        n_audio_layer=2,
+        n_vocab=51865,
+        n_text_ctx=32,
+        n_text_state=64,
+        n_text_head=2,
+        n_text_layer=2,
     )
     recognizer = OpenAIWhisperRecognizer(model=Whisper(dims).eval(), language="en", beam_size=2)
     rng = np.random.default_rng(0)
@@ -303,7 +335,9 @@ def test_stage_keeps_one_row_per_status_row(tmp_path: Path) -> None:
         pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
     media = tmp_path / "media"
     media.mkdir()
-    subprocess.run(["espeak-ng", "-w", str(media / "speech.wav"), "I would like a cup of coffee with milk and sugar."], check=True)
+    subprocess.run(
+        ["espeak-ng", "-w", str(media / "speech.wav"), "I would like a cup of coffee with milk and sugar."], check=True
+    )
     with av.open(str(media / "silence.wav"), "w") as out:
         stream = out.add_stream("pcm_s16le", rate=16000, layout="mono")
         frame = av.AudioFrame.from_ndarray(np.zeros((1, 32000), np.int16), format="s16", layout="mono")
@@ -319,17 +353,38 @@ def test_stage_keeps_one_row_per_status_row(tmp_path: Path) -> None:
     def run(*args: str) -> None:
         subprocess.run([sys.executable, "-m", *args], cwd=REPO, check=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
-    run("stages.decode", "--params", "params.yaml", "--manifest", str(tmp_path / "manifest.parquet"),
-        "--out", str(tmp_path / "decoded"), "--status", str(tmp_path / "status.parquet"))
+    run(
+        "stages.decode",
+        "--params",
+        "params.yaml",
+        "--manifest",
+        str(tmp_path / "manifest.parquet"),
+        "--out",
+        str(tmp_path / "decoded"),
+        "--status",
+        str(tmp_path / "status.parquet"),
+    )
     out = tmp_path / "asr" / "transcripts.parquet"
-    run("stages.asr", "--params", "params.yaml", "--decoded", str(tmp_path / "decoded"),
-        "--status", str(tmp_path / "status.parquet"), "--out", str(out))
+    run(
+        "stages.asr",
+        "--params",
+        "params.yaml",
+        "--decoded",
+        str(tmp_path / "decoded"),
+        "--status",
+        str(tmp_path / "status.parquet"),
+        "--out",
+        str(out),
+    )
     table = pq.read_table(out)
     assert table.schema.remove_metadata() == TRANSCRIPT_SCHEMA
     rows = table.to_pylist()
     assert [r["clip_id"] for r in rows] == ["s", "m", "q", "g"]
     assert [(r["status"], r["has_speech"]) for r in rows] == [
-        ("ok", True), ("no_audio", False), ("silent", False), ("no_audio", False)
+        ("ok", True),
+        ("no_audio", False),
+        ("silent", False),
+        ("no_audio", False),
     ]
     assert words(rows[0]["text"]) == words("I would like a cup of coffee with milk and sugar.")
     assert "missing.mp4" in rows[1]["message"]

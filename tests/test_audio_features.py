@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from pipeline.config import AudioFeatureParams
-from pipeline.features import AudioInput
+from pipeline.decoded import AudioInput
 from pipeline.features.audio import (
     WHISPER_WINDOW_MEL,
     HFAudioExtractor,
@@ -54,7 +54,7 @@ def test_default_extractor_protocol(raw: WhisperEncoderExtractor) -> None:
 def test_frames_cover_only_real_audio(raw: WhisperEncoderExtractor) -> None:
     three, short, odd = speechlike(3.0), speechlike(0.1, seed=1), speechlike(3.01, seed=2)
     out = raw.extract_batch([clip("3s", three), clip("0.1s", short), clip("3.01s", odd)])
-    for record, n in zip(out, (len(three), len(short), len(odd))):
+    for record, n in zip(out, (len(three), len(short), len(odd)), strict=True):
         frames = math.ceil(n / 320)
         assert record.available and record.values.shape == (frames, 512) and record.values.dtype == np.float32
         np.testing.assert_allclose(record.times, (np.arange(frames) + 0.5) * 0.02, atol=1e-6)
@@ -96,13 +96,15 @@ def test_shorter_windows_restart_on_frame_boundaries(raw: WhisperEncoderExtracto
 
 def test_missing_records_and_order(raw: WhisperEncoderExtractor) -> None:
     good = speechlike(1.0)
-    out = raw.extract_batch([
-        clip("none", None, reason="no_audio_stream"),
-        clip("ok", good),
-        clip("zeros", np.zeros(SR, np.float32)),
-        clip("tiny", good[:100]),
-        clip("nan", np.full(SR, np.nan, np.float32)),
-    ])
+    out = raw.extract_batch(
+        [
+            clip("none", None, reason="no_audio_stream"),
+            clip("ok", good),
+            clip("zeros", np.zeros(SR, np.float32)),
+            clip("tiny", good[:100]),
+            clip("nan", np.full(SR, np.nan, np.float32)),
+        ]
+    )
     assert [r.clip_id for r in out] == ["none", "ok", "zeros", "tiny", "nan"]
     assert [r.available for r in out] == [False, True, False, False, False]
     assert out[0].reason == "no_audio_stream"
@@ -163,9 +165,16 @@ def _tiny_config(kind: str, **extra):
 
     cls = {"wav2vec2": Wav2Vec2Config, "hubert": HubertConfig, "wavlm": WavLMConfig}[kind]
     return cls(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=48,
-        conv_dim=(16,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
-        do_stable_layer_norm=True, feat_extract_norm="layer", **extra,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=48,
+        conv_dim=(16,) * 7,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+        do_stable_layer_norm=True,
+        feat_extract_norm="layer",
+        **extra,
     )
 
 
@@ -196,7 +205,9 @@ def test_hf_model_frames(tmp_path: Path, kind: str) -> None:
     extractor = build_audio_extractor(AudioFeatureParams(model=folder, pool_fps=None, window_s=1.0), device="cpu")
     assert isinstance(extractor, HFAudioExtractor) and extractor.dim == 32 and extractor.modality == "audio"
     long, short = speechlike(2.5, seed=7), speechlike(0.6, seed=8)
-    out = extractor.extract_batch([clip("long", long), clip("none", None, reason="no_audio_stream"), clip("short", short)])
+    out = extractor.extract_batch(
+        [clip("long", long), clip("none", None, reason="no_audio_stream"), clip("short", short)]
+    )
     assert [r.available for r in out] == [True, False, True]
     model = extractor.model
     # 2.5 s in 1 s windows: 49 + 49 + 24 frames, each window run alone gives the same states.
@@ -215,7 +226,9 @@ def test_hf_without_attention_mask_batches_only_equal_lengths(tmp_path: Path) ->
 
     torch.manual_seed(1)
     folder = _save(tmp_path / "w2v", AutoModel.from_config(_tiny_config("wav2vec2")), attention_mask=False)
-    extractor = build_audio_extractor(AudioFeatureParams(model=folder, pool_fps=None, window_s=1.0, batch_size=4), device="cpu")
+    extractor = build_audio_extractor(
+        AudioFeatureParams(model=folder, pool_fps=None, window_s=1.0, batch_size=4), device="cpu"
+    )
     assert not extractor.use_mask
     a, b = speechlike(1.7, seed=9), speechlike(0.45, seed=10)
     out = extractor.extract_batch([clip("a", a), clip("b", b), clip("tiny", a[:300])])
@@ -229,8 +242,12 @@ def test_emotion_head_appends_logits(tmp_path: Path) -> None:
     """audeering-style checkpoint: hidden states + the head's 3 logits on the mean-pooled states."""
     torch.manual_seed(2)
     config = _tiny_config(
-        "wav2vec2", architectures=["Wav2Vec2ForSpeechClassification"], num_labels=3, final_dropout=0.1,
-        id2label={0: "arousal", 1: "dominance", 2: "valence"}, label2id={"arousal": 0, "dominance": 1, "valence": 2},
+        "wav2vec2",
+        architectures=["Wav2Vec2ForSpeechClassification"],
+        num_labels=3,
+        final_dropout=0.1,
+        id2label={0: "arousal", 1: "dominance", 2: "valence"},
+        label2id={"arousal": 0, "dominance": 1, "valence": 2},
     )
     source = emotion_model_class()(config).eval()
     folder = _save(tmp_path / "emo", source, attention_mask=True)

@@ -58,8 +58,13 @@ def test_bad_value_names_key_and_value() -> None:
 
 def test_stage_keys_are_prefix_closed() -> None:
     assert stage_keys("ingest") == ["data.source", "data.root", "data.limit_per_split"]
-    assert all(k.startswith("features.audio.") or k in ("features.dtype", "features.clips_per_shard") for k in stage_keys("features@audio"))
-    assert not any(k.startswith(("fusion.", "train.")) for s in ("decode", "asr", "features@text") for k in stage_keys(s))
+    assert all(
+        k.startswith("features.audio.") or k in ("features.dtype", "features.clips_per_shard")
+        for k in stage_keys("features@audio")
+    )
+    assert not any(
+        k.startswith(("fusion.", "train.")) for s in ("decode", "asr", "features@text") for k in stage_keys(s)
+    )
 
 
 def test_check_params_stage_fails_before_work_on_typo(tmp_path) -> None:
@@ -70,7 +75,9 @@ def test_check_params_stage_fails_before_work_on_typo(tmp_path) -> None:
     stamp = tmp_path / "params.ok"
     run = subprocess.run(
         [sys.executable, "-m", "stages.check_params", "--params", str(bad), "--out", str(stamp)],
-        cwd=REPO, capture_output=True, text=True,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
     )
     assert run.returncode == 2
     assert "unknown key 'decode.fsp'" in run.stderr

@@ -1,6 +1,6 @@
 """Decode stage on generated media: the timestamp sampling rule, audio, every fault, the stage run.
 
-Clips come from ``pipeline.demo``: index clips show their frame number as a 4x4 bit grid
+Clips come from ``tests/media.py``: index clips show their frame number as a 4x4 bit grid
 (``read_index``), so a decoded sample says which source frame it came from. Timestamps are whole
 milliseconds (the clips' 1/1000 time base), so the expected frame for sample i is computed in
 integer milliseconds: the last k with pts_ms[k] <= 200 * i.
@@ -17,25 +17,19 @@ import wave
 from pathlib import Path
 
 import av
+import ffmpeg
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from pipeline.config import DecodeParams
-from pipeline.decoding import (
-    FRAME_ROW_GROUP,
-    STATUS_PRIORITY,
-    ClipDecoder,
-    decode_clip,
-    decode_manifest,
-    iter_clip_audio,
-    iter_clip_frames,
-    sample_frames,
-)
-from pipeline.demo import index_frame, mux_clip, read_index, write_index_clip
+from pipeline.decode import STATUS_PRIORITY, ClipDecoder, decode_clip, decode_manifest, sample_frames
+from pipeline.decoded import FRAME_ROW_GROUP, iter_clip_audio, iter_clip_frames
+from pipeline.demo.media import mux_clip
 
 from .conftest import REPO
+from .media import index_frame, read_index, write_index_clip
 
 PARAMS = DecodeParams()
 SR = PARAMS.sample_rate
@@ -80,7 +74,9 @@ def run(decoder: ClipDecoder, path: Path):
 # ------------------------------------------------------------------------------ sampling rule
 @pytest.mark.parametrize("fps, n_frames", [(29.97, 300), (22.1, 221)])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_constant_rate_sample_is_last_frame_at_or_before_t(tmp_path: Path, fps: float, n_frames: int, threads: int) -> None:
+def test_constant_rate_sample_is_last_frame_at_or_before_t(
+    tmp_path: Path, fps: float, n_frames: int, threads: int
+) -> None:
     path = tmp_path / "clip.mp4"
     pts_s = [k / fps for k in range(n_frames)]
     write_index_clip(path, pts_s)
@@ -158,15 +154,9 @@ def test_rotation_metadata_is_applied_like_ffmpeg(tmp_path: Path) -> None:
     write_pts = [k / 10 for k in range(10)]
     mux_clip(source, frames, write_pts, crf=0, bframes=False)
     rotated = tmp_path / "rotated.mp4"
-    subprocess.run(
-        ["ffmpeg", "-v", "error", "-y", "-i", str(source), "-c", "copy", "-metadata:s:v:0", "rotate=90", str(rotated)],
-        check=True,
-    )
-    raw = subprocess.run(
-        ["ffmpeg", "-v", "error", "-i", str(rotated), "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
-        check=True,
-        capture_output=True,
-    ).stdout
+    # ffmpeg-python drives the Debian ffmpeg CLI: an encoder and a decoder independent of PyAV's.
+    ffmpeg.input(str(source)).output(str(rotated), c="copy", **{"metadata:s:v:0": "rotate=90"}).run(quiet=True)
+    raw, _ = ffmpeg.input(str(rotated)).output("pipe:", vframes=1, f="rawvideo", pix_fmt="rgb24").run(quiet=True)
     reference = np.frombuffer(raw, np.uint8).reshape(128, 64, 3)
     ours = next(iter(sample_frames(rotated, fps=5.0)))[2]
     assert ours.shape == (128, 64, 3)
@@ -368,7 +358,7 @@ def test_stage_keeps_every_row_in_order(tmp_path: Path) -> None:
     assert [len(v.times) for v in visual] == [s["n_frames"] for s in status]
     audio = list(iter_clip_audio(out))
     assert [a.clip_id for a in audio] == [r[0] for r in rows]
-    for item, row in zip(audio, status):
+    for item, row in zip(audio, status, strict=True):
         assert (item.samples is not None) == row["has_audio"]
         if item.samples is not None:
             assert len(item.samples) == round(row["duration_s"] * SR)
@@ -377,7 +367,9 @@ def test_stage_keeps_every_row_in_order(tmp_path: Path) -> None:
 
     # One process gives byte-identical shards.
     again = tmp_path / "again"
-    reports = decode_manifest([(r[0], r[1]) for r in rows], again, DecodeParams(clips_per_shard=3, workers=1), log=lambda _: None)
+    reports = decode_manifest(
+        [(r[0], r[1]) for r in rows], again, DecodeParams(clips_per_shard=3, workers=1), log=lambda _: None
+    )
     assert [r.status for r in reports] == [s["status"] for s in status]
     for name in sorted(p.name for p in out.iterdir()):
         assert (again / name).read_bytes() == (out / name).read_bytes(), name

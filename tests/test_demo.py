@@ -17,28 +17,23 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.config import DemoParams
-from pipeline.demo import (
-    BOGUS_FPS,
+from pipeline.config import MODALITIES, DemoParams
+from pipeline.demo import generate_demo
+from pipeline.demo.clips import BOGUS_FPS, FAULTS, ClipSpec, write_clip
+from pipeline.demo.latent import (
     EMOTION_WEIGHTS,
-    FAULTS,
     LATENTS,
-    MODALITY_NAMES,
-    SENTENCES,
-    ClipSpec,
     conditional_expected_labels,
     draw_latents,
     expected_clipped,
-    generate_demo,
-    index_frame,
     label_logits,
     noise_ceiling,
-    read_index,
-    write_clip,
-    write_index_clip,
 )
+from pipeline.demo.sentences import SENTENCES
 from pipeline.emotions import EMOTIONS
 from stages import make_demo
+
+from .media import index_frame, read_index, write_index_clip
 
 os.environ.setdefault("GLOG_minloglevel", "2")
 
@@ -74,7 +69,9 @@ def _normal_clips(root: Path) -> list[Path]:
 def _ffprobe(path: Path) -> dict:
     out = subprocess.run(
         ["ffprobe", "-v", "error", "-show_streams", "-show_format", "-of", "json", str(path)],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return json.loads(out.stdout)
 
@@ -188,7 +185,7 @@ def test_faults_json_names_status_and_modalities(tiny: Path) -> None:
         "variable_frame_rate": "ok",
     }
     for entry in faults.values():
-        assert set(entry["modalities"]) == set(MODALITY_NAMES)
+        assert set(entry["modalities"]) == set(MODALITIES)
         assert (tiny / entry["path"]).is_file()
 
 
@@ -263,8 +260,16 @@ def test_smile_latent_moves_the_measured_mouth_corners(tmp_path: Path) -> None:
     with face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=True) as mesh:
         for k, smile in enumerate(smiles):
             spec = ClipSpec(
-                clip_id=f"smile_{k}", split="train", seed=100 + k, smile=smile, brow=float(rng.uniform(-1, 1)),
-                arousal=0.0, pitch=0.0, wording=0.0, sentence="Nice try, it looks good.", duration_s=2.5,
+                clip_id=f"smile_{k}",
+                split="train",
+                seed=100 + k,
+                smile=smile,
+                brow=float(rng.uniform(-1, 1)),
+                arousal=0.0,
+                pitch=0.0,
+                wording=0.0,
+                sentence="Nice try, it looks good.",
+                duration_s=2.5,
             )
             path = tmp_path / f"{spec.clip_id}.mp4"
             write_clip(path, spec)
@@ -298,7 +303,7 @@ def test_ceiling_json_fused_beats_every_modality_subset(tiny: Path) -> None:
 def test_expected_labels_match_closed_form_and_noise_free_ceiling_is_one() -> None:
     latents = draw_latents(np.random.default_rng(0), 2000)
     exact = expected_clipped(1 / (1 + np.exp(-label_logits(latents))), 0.15)
-    assert np.abs(conditional_expected_labels(latents, MODALITY_NAMES, 0.15) - exact).max() < 1e-5
+    assert np.abs(conditional_expected_labels(latents, MODALITIES, 0.15) - exact).max() < 1e-5
     # Observing nothing: every column is its constant mean.
     none = conditional_expected_labels(latents, (), 0.15)
     assert np.ptp(none, axis=0).max() < 1e-12
@@ -311,7 +316,7 @@ def test_expected_labels_match_closed_form_and_noise_free_ceiling_is_one() -> No
 
 
 def test_generative_model_tables_are_consistent() -> None:
-    assert {latent.modality for latent in LATENTS.values()} == set(MODALITY_NAMES)
+    assert {latent.modality for latent in LATENTS.values()} == set(MODALITIES)
     assert tuple(EMOTION_WEIGHTS) == EMOTIONS
     for weights in EMOTION_WEIGHTS.values():
         # Each emotion reads one or two modalities, never all three.

@@ -14,7 +14,8 @@ from scipy.stats import pearsonr
 
 from pipeline.dataset import ModalityInfo, build_clip_table
 from pipeline.emotions import EMOTIONS, LABEL_CSV_HEADER
-from pipeline.evaluation import predictions_table, random_absence, submission_csv, submission_stem
+from pipeline.evaluation import predictions_table, random_absence, submission_csv
+from pipeline.submission import submission_stem
 
 from .test_training import DIMS, _run_train, synthetic_records, write_dataset, write_params
 
@@ -24,8 +25,20 @@ N = {"train": 64, "valid": 24, "test": 10}
 def _evaluate(root: Path, manifest: Path, model: str, params: Path, out: str = "eval") -> int:
     from stages.evaluate import main
 
-    return main(["--params", str(params), "--manifest", str(manifest), "--features", str(root / "features"),
-                 "--model", str(root / model), "--out", str(root / out)])
+    return main(
+        [
+            "--params",
+            str(params),
+            "--manifest",
+            str(manifest),
+            "--features",
+            str(root / "features"),
+            "--model",
+            str(root / model),
+            "--out",
+            str(root / out),
+        ]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -71,11 +84,13 @@ def test_plot_files(evaluated: Path) -> None:
     assert heads == {
         "per_emotion.csv": "emotion,pearson",
         "scatter.csv": "clip_id,emotion,label,prediction",
-        "training_curve.csv": "epoch,train_loss,val_pearson,lr",
         "robustness.csv": "condition,pearson",
     }
-    history = json.loads((evaluated / "model" / "history.json").read_text())
-    assert len((plots / "training_curve.csv").read_text().splitlines()) == 1 + len(history["epochs"])
+    # The training curve is the train stage's DVCLive plot: one row per epoch run.
+    config = json.loads((evaluated / "model" / "config.json").read_text())
+    curve = evaluated / "model_live" / "plots" / "metrics" / "val_pearson.tsv"
+    assert curve.read_text().splitlines()[0] == "step\tval_pearson"
+    assert len(curve.read_text().splitlines()) == 1 + config["epochs_run"]
     assert len((plots / "scatter.csv").read_text().splitlines()) == 1 + 6 * N["valid"]
 
 
@@ -101,7 +116,7 @@ def test_evaluate_refuses_features_the_model_was_not_trained_on(evaluated: Path,
     bad = evaluated / "model_bad"
     bad.mkdir()
     (bad / "config.json").write_text(json.dumps(config))
-    for name in ("model.safetensors", "history.json"):
+    for name in ("model.safetensors",):
         (bad / name).write_bytes((evaluated / "model" / name).read_bytes())
     assert _evaluate(evaluated, evaluated / "manifest.parquet", "model_bad", evaluated / "params.yaml", "eval_bad") == 2
     assert "differ from those the model was trained on" in capsys.readouterr().err
@@ -121,9 +136,14 @@ def test_no_test_labels_means_no_test_metrics(tmp_path: Path) -> None:
 
 def _table(ids: list[str], splits: list[str]):
     labels, records = synthetic_records(ids, seed=0)
-    return build_clip_table(clip_ids=ids, splits=splits, labels=labels, records=records,
-                            info={m: ModalityInfo(dim=d, model="m") for m, d in DIMS.items()},
-                            max_frames={"visual": 400, "audio": 600})
+    return build_clip_table(
+        clip_ids=ids,
+        splits=splits,
+        labels=labels,
+        records=records,
+        info={m: ModalityInfo(dim=d, model="m") for m, d in DIMS.items()},
+        max_frames={"visual": 400, "audio": 600},
+    )
 
 
 def test_submission_stems_and_clipping() -> None:
@@ -146,8 +166,15 @@ def test_predictions_table_columns_and_nulls() -> None:
     table = _table(["a", "b"], ["valid", "test"])
     table.labels[1] = np.nan
     out = predictions_table(table, np.zeros((2, 6), np.float32))
-    assert out.column_names == ["clip_id", "split", *(f"pred_{e}" for e in EMOTIONS),
-                                *(f"label_{e}" for e in EMOTIONS), "present_visual", "present_audio", "present_text"]
+    assert out.column_names == [
+        "clip_id",
+        "split",
+        *(f"pred_{e}" for e in EMOTIONS),
+        *(f"label_{e}" for e in EMOTIONS),
+        "present_visual",
+        "present_audio",
+        "present_text",
+    ]
     assert out.column("label_Joy").to_pylist()[1] is None
     assert out.column("label_Joy").null_count == 1
 

@@ -15,9 +15,9 @@ import pytest
 import yaml
 
 from pipeline.config import Params
-from pipeline.decoding import AUDIO_SCHEMA, STATUS_SCHEMA, frames_schema
+from pipeline.decode.faces import crop_face
+from pipeline.decoded import AUDIO_SCHEMA, STATUS_SCHEMA, frames_schema
 from pipeline.emotions import EMOTIONS
-from pipeline.faces import crop_face
 from pipeline.manifest import MANIFEST_SCHEMA
 from pipeline.shards import read_features, shard_metadata
 from stages.features import main
@@ -79,19 +79,43 @@ def make_fixture(root: Path, *, frames_per_clip: int = 6) -> dict[str, str]:
         pq.write_table(pa.table(rows, schema=frames_schema(CROP)), decoded / f"frames-{shard:05d}.parquet")
         pq.write_table(pa.table(audio, schema=AUDIO_SCHEMA), decoded / f"audio-{shard:05d}.parquet")
     status = []
-    for c, split in zip(ids, SPLITS):
+    for c, split in zip(ids, SPLITS, strict=True):
         faults = FAULTS.get(c, [])
-        status.append(dict(clip_id=c, split=split, path=f"/media/{c}.mp4", status=faults[0] if faults else "ok",
-                           message="", faults=faults, duration_s=1.0, n_frames=0 if c in EMPTY else frames_per_clip,
-                           n_face_frames=0, face_fraction=0.0, has_video=c != "c05", has_audio=c != "c09",
-                           audio_dbfs=-20.0))
+        status.append(
+            dict(
+                clip_id=c,
+                split=split,
+                path=f"/media/{c}.mp4",
+                status=faults[0] if faults else "ok",
+                message="",
+                faults=faults,
+                duration_s=1.0,
+                n_frames=0 if c in EMPTY else frames_per_clip,
+                n_face_frames=0,
+                face_fraction=0.0,
+                has_video=c != "c05",
+                has_audio=c != "c09",
+                audio_dbfs=-20.0,
+            )
+        )
     pq.write_table(pa.Table.from_pylist(status, schema=STATUS_SCHEMA), root / "decode_status.parquet")
     (root / "asr").mkdir()
-    text = [dict(clip_id=c, text=TRANSCRIPTS.get(c), has_speech=c in TRANSCRIPTS,
-                 status="ok" if c in TRANSCRIPTS else "no_speech") for c in ids]
+    text = [
+        dict(
+            clip_id=c,
+            text=TRANSCRIPTS.get(c),
+            has_speech=c in TRANSCRIPTS,
+            status="ok" if c in TRANSCRIPTS else "no_speech",
+        )
+        for c in ids
+    ]
     pq.write_table(pa.Table.from_pylist(text), root / "asr" / "transcripts.parquet")
-    return {"manifest": str(root / "manifest.parquet"), "decoded": str(decoded),
-            "status": str(root / "decode_status.parquet"), "asr": str(root / "asr" / "transcripts.parquet")}
+    return {
+        "manifest": str(root / "manifest.parquet"),
+        "decoded": str(decoded),
+        "status": str(root / "decode_status.parquet"),
+        "asr": str(root / "asr" / "transcripts.parquet"),
+    }
 
 
 def write_params(path: Path, **features: object) -> Path:
@@ -104,8 +128,22 @@ def write_params(path: Path, **features: object) -> Path:
 
 
 def argv(paths: dict[str, str], params: Path, modality: str, out: Path) -> list[str]:
-    return ["--params", str(params), "--modality", modality, "--manifest", paths["manifest"], "--decoded",
-            paths["decoded"], "--status", paths["status"], "--asr", paths["asr"], "--out", str(out)]
+    return [
+        "--params",
+        str(params),
+        "--modality",
+        modality,
+        "--manifest",
+        paths["manifest"],
+        "--decoded",
+        paths["decoded"],
+        "--status",
+        paths["status"],
+        "--asr",
+        paths["asr"],
+        "--out",
+        str(out),
+    ]
 
 
 def _state(folder: Path) -> dict[str, tuple[int, int, bytes]]:
@@ -118,18 +156,27 @@ def fixture(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, s
     return root, make_fixture(root)
 
 
-def test_visual_stage_records_reasons_and_rerun(fixture: tuple[Path, dict[str, str]], capsys: pytest.CaptureFixture) -> None:
+def test_visual_stage_records_reasons_and_rerun(
+    fixture: tuple[Path, dict[str, str]], capsys: pytest.CaptureFixture
+) -> None:
     root, paths = fixture
     params = write_params(root / "visual.yaml", clips_per_shard=3, visual__batch_size=4)
     out = root / "out-visual"
     assert main(argv(paths, params, "visual", out)) == 0
     assert sorted(p.name for p in out.iterdir()) == [
-        "test-00000.parquet", "train-00000.parquet", "train-00001.parquet", "train-00002.parquet", "valid-00000.parquet",
+        "test-00000.parquet",
+        "train-00000.parquet",
+        "train-00001.parquet",
+        "train-00002.parquet",
+        "valid-00000.parquet",
     ]
     records = {r.clip_id: r for r in read_features(out, modality="visual")}
     assert sorted(records) == [f"c{i:02d}" for i in range(12)]
     assert {c: r.reason for c, r in records.items() if not r.available} == {
-        "c03": "no_face", "c05": "no_video_stream", NO_CROPS: "no face in any frame", "c09": "corrupt",
+        "c03": "no_face",
+        "c05": "no_video_stream",
+        NO_CROPS: "no face in any frame",
+        "c09": "corrupt",
     }
     ok = records["c00"]
     assert ok.values.shape == (6, 146) and ok.values.dtype == np.float32
@@ -147,13 +194,23 @@ def test_visual_stage_records_reasons_and_rerun(fixture: tuple[Path, dict[str, s
     assert _state(out) == before
 
     # A new shard size re-plans: every name is rewritten or removed, nothing stale stays.
-    assert main(argv(paths, write_params(root / "visual4.yaml", clips_per_shard=4, visual__batch_size=4), "visual", out)) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["test-00000.parquet", "train-00000.parquet", "train-00001.parquet", "valid-00000.parquet"]
+    assert (
+        main(argv(paths, write_params(root / "visual4.yaml", clips_per_shard=4, visual__batch_size=4), "visual", out))
+        == 0
+    )
+    assert sorted(p.name for p in out.iterdir()) == [
+        "test-00000.parquet",
+        "train-00000.parquet",
+        "train-00001.parquet",
+        "valid-00000.parquet",
+    ]
     again = {r.clip_id: r for r in read_features(out)}
     np.testing.assert_array_equal(again["c07"].values, records["c07"].values)
 
 
-def test_text_stage_and_per_clip_invalidation(fixture: tuple[Path, dict[str, str]], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_text_stage_and_per_clip_invalidation(
+    fixture: tuple[Path, dict[str, str]], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     root, paths = fixture
     params = write_params(tmp_path / "p.yaml", clips_per_shard=4)
     out = tmp_path / "text"

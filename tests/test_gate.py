@@ -15,8 +15,14 @@ from pipeline.gate import judge
 
 from .conftest import REPO
 
-ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-       "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+ENV = {
+    **os.environ,
+    "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@t",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@t",
+}
 
 
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -36,12 +42,19 @@ def repo(tmp_path: Path) -> Path:
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     (root / "dvc.yaml").write_text("metrics:\n  - eval/metrics.json\n")
     (root / "eval" / "metrics.json").write_text(json.dumps(_metrics(0.60)))
-    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "baseline"]):
+    for cmd in (
+        ["git", "init", "-q"],
+        ["dvc", "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "commit", "-qm", "baseline"],
+    ):
         assert _run(cmd, root).returncode == 0
     return root
 
 
-@pytest.mark.parametrize(("new", "code", "verdict"), [(0.61, 0, "gate ok"), (0.585, 0, "gate ok"), (0.55, 1, "gate FAILED")])
+@pytest.mark.parametrize(
+    ("new", "code", "verdict"), [(0.61, 0, "gate ok"), (0.585, 0, "gate ok"), (0.55, 1, "gate FAILED")]
+)
 def test_gate_against_committed_baseline(repo: Path, new: float, code: int, verdict: str) -> None:
     (repo / "eval" / "metrics.json").write_text(json.dumps(_metrics(new)))
     run = _run([sys.executable, "-m", "pipeline.gate"], repo)

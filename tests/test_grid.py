@@ -90,24 +90,60 @@ def test_plan_warns_when_configured_params_make_rows_identical() -> None:
 
 
 def test_plan_rejects_a_row_the_schema_refuses() -> None:
-    bad = grid.Table(key="t", slug="t", title="t", source="s", label_header="x", mark_headers=(),
-                     fixed={}, rows=(grid.Row("r", "R", {"fusion.modalities": ["audio"]}, 0.1),), reference="r")
+    bad = grid.Table(
+        key="t",
+        slug="t",
+        title="t",
+        source="s",
+        label_header="x",
+        mark_headers=(),
+        fixed={},
+        rows=(grid.Row("r", "R", {"fusion.modalities": ["audio"]}, 0.1),),
+        reference="r",
+    )
     with pytest.raises(grid.GridError, match="anchor 'text' is not among"):
         grid.plan([bad], 1, BASE)
 
 
 # ---------------------------------------------------------------------------- render (synthetic)
-def _entry(name: str, params: dict, metrics: dict | None, *, state: str | None = "success",
-           error: bool = False, stamp: str = "2026-01-01T00:00:00") -> dict:
+def _entry(
+    name: str,
+    params: dict,
+    metrics: dict | None,
+    *,
+    state: str | None = "success",
+    error: bool = False,
+    stamp: str = "2026-01-01T00:00:00",
+) -> dict:
     """One experiment as DVC 3.67 `exp show --json` writes it (layout captured from a real run)."""
     rev = hashlib.sha1(f"{name} {stamp}".encode()).hexdigest()
-    data = {"rev": rev, "timestamp": stamp, "params": {"params.yaml": {"data": params}},
-            "metrics": {"eval/metrics.json": {"data": metrics}} if metrics is not None else {},
-            "deps": {}, "outs": {}, "meta": {}}
-    executor = None if state is None else {"state": state, "name": None, "local": {"returncode": 0 if state == "success" else 255}}
-    return {"revs": [{"rev": rev, "name": name, "data": data,
-                      "error": {"msg": "Experiment run failed", "type": ""} if error else None, "experiments": None}],
-            "executor": executor, "name": name}
+    data = {
+        "rev": rev,
+        "timestamp": stamp,
+        "params": {"params.yaml": {"data": params}},
+        "metrics": {"eval/metrics.json": {"data": metrics}} if metrics is not None else {},
+        "deps": {},
+        "outs": {},
+        "meta": {},
+    }
+    executor = (
+        None
+        if state is None
+        else {"state": state, "name": None, "local": {"returncode": 0 if state == "success" else 255}}
+    )
+    return {
+        "revs": [
+            {
+                "rev": rev,
+                "name": name,
+                "data": data,
+                "error": {"msg": "Experiment run failed", "type": ""} if error else None,
+                "experiments": None,
+            }
+        ],
+        "executor": executor,
+        "name": name,
+    }
 
 
 def _synthetic_exp_show() -> list:
@@ -137,9 +173,18 @@ def _synthetic_exp_show() -> list:
         # A different lr is a different configuration: matches no row.
         _entry("lr-full-s0", params(t3, "full", 0, **{"train.lr": 0.5}), m(0.77)),
     ]
-    baseline = {"rev": "f" * 40, "name": "main", "data": {"rev": "f" * 40, "timestamp": None,
-                "params": {"params.yaml": {"data": BASE}}, "metrics": {"eval/metrics.json": {"data": {"pearson": {"mean": 0.9}}}}},
-                "error": None, "experiments": exps}
+    baseline = {
+        "rev": "f" * 40,
+        "name": "main",
+        "data": {
+            "rev": "f" * 40,
+            "timestamp": None,
+            "params": {"params.yaml": {"data": BASE}},
+            "metrics": {"eval/metrics.json": {"data": {"pearson": {"mean": 0.9}}}},
+        },
+        "error": None,
+        "experiments": exps,
+    }
     workspace = {"rev": "workspace", "name": None, "data": baseline["data"], "error": None, "experiments": None}
     return [workspace, baseline]
 
@@ -147,7 +192,13 @@ def _synthetic_exp_show() -> list:
 def test_render_synthetic_exp_show_gives_the_paper_layout() -> None:
     (baseline,) = grid.parse_exp_show(_synthetic_exp_show())
     pages = grid.render_all(grid.TABLES, baseline, seeds=3)
-    assert set(pages) == {"taemi_components.md", "taemi_anchor.md", "ustc_modules.md", "ustc_modalities.md", "README.md"}
+    assert set(pages) == {
+        "taemi_components.md",
+        "taemi_anchor.md",
+        "ustc_modules.md",
+        "ustc_modalities.md",
+        "README.md",
+    }
     t3 = pages["taemi_components.md"]
     full = statistics.stdev([0.50, 0.52, 0.54])  # 0.02 with ddof=1
     concat = statistics.stdev([0.40, 0.42])
@@ -162,8 +213,14 @@ def test_render_synthetic_exp_show_gives_the_paper_layout() -> None:
         "| TAEMI (full) | ✓ | ✓ | ✓ | 0.5200 ± 0.0200 (3 seeds) | ref | 0.55 | ref |",
     ]
     assert "\n".join(expected_rows) in t3
-    assert "- Simple Feature Concat: `-S fusion.concat=true`; runs: taemi3-concat-s0 (seed 0: 0.4000), hand-made (seed 1: 0.4200)" in t3
-    assert "- TAEMI (full): (nothing more); runs: taemi3-full-s0 (seed 0: 0.5000), taemi3-full-s1 (seed 1: 0.5200), taemi3-full-s2 (seed 2: 0.5400)" in t3
+    assert (
+        "- Simple Feature Concat: `-S fusion.concat=true`; runs: taemi3-concat-s0 (seed 0: 0.4000), "
+        "hand-made (seed 1: 0.4200)" in t3
+    )
+    assert (
+        "- TAEMI (full): (nothing more); runs: taemi3-full-s0 (seed 0: 0.5000), taemi3-full-s1 (seed 1: 0.5200), "
+        "taemi3-full-s2 (seed 2: 0.5400)" in t3
+    )
     missing = t3.split("**Missing**")[1]
     assert "- Simple Feature Concat: no finished run for seed 2" in missing
     assert "- w/o TA-CA: no finished run for seed 1, 2" in missing
@@ -193,8 +250,21 @@ def test_render_cli_writes_one_file_per_table_and_readme(tmp_path: Path) -> None
     saved = tmp_path / "show.json"
     saved.write_text(json.dumps(_synthetic_exp_show()))
     out = tmp_path / "grids"
-    code = grid.main(["render", "--repo", str(REPO), "--exp-show-json", str(saved), "--out", str(out),
-                      "--tables", "taemi_anchor,ustc_modules", "--seeds", "1"])
+    code = grid.main(
+        [
+            "render",
+            "--repo",
+            str(REPO),
+            "--exp-show-json",
+            str(saved),
+            "--out",
+            str(out),
+            "--tables",
+            "taemi_anchor,ustc_modules",
+            "--seeds",
+            "1",
+        ]
+    )
     assert code == 0
     assert sorted(p.name for p in out.iterdir()) == ["README.md", "taemi_anchor.md", "ustc_modules.md"]
     assert "no finished run for seed" not in (out / "taemi_anchor.md").read_text()
@@ -202,7 +272,7 @@ def test_render_cli_writes_one_file_per_table_and_readme(tmp_path: Path) -> None
 
 
 # --------------------------------------------------------------------------- temp git + dvc repos
-TRAIN_PY = '''
+TRAIN_PY = """
 import json, pathlib, sys, yaml
 p = yaml.safe_load(open("params.yaml"))
 f, t = p["fusion"], p["train"]
@@ -211,18 +281,22 @@ if t["lr"] > 0.1 and t["seed"] == 1:
 mean = 0.5 - 0.1 * (len(f["modalities"]) < 3) + 0.01 * t["seed"]
 pathlib.Path("eval").mkdir(exist_ok=True)
 json.dump({"pearson": {"mean": round(mean, 6), "Joy": 0.25}}, open("eval/metrics.json", "w"))
-'''
+"""
 DVC_YAML = {
     "stages": {
         "prep": {"cmd": "python prep.py", "deps": ["prep.py"], "outs": ["prep.txt"]},
-        "train": {"cmd": "python train.py", "deps": ["prep.txt", "train.py"], "params": ["fusion", "train"],
-                  "metrics": [{"eval/metrics.json": {"cache": False}}]},
+        "train": {
+            "cmd": "python train.py",
+            "deps": ["prep.txt", "train.py"],
+            "params": ["fusion", "train"],
+            "metrics": [{"eval/metrics.json": {"cache": False}}],
+        },
     }
 }
 
 
 def _sh(repo: Path, *argv: str) -> str:
-    code, out, err = grid._command(repo, list(argv))
+    code, out, err = grid.run_command(repo, list(argv))
     assert code == 0, f"{argv}: {err}{out}"
     return out
 
@@ -270,17 +344,31 @@ def test_run_refuses_when_upstream_is_stale_or_uncommitted(tmp_path: Path, capsy
 
 
 TOY_A = grid.Table(
-    key="toy_a", slug="a", title="Toy A", source="test", label_header="Variant", mark_headers=("VT",),
+    key="toy_a",
+    slug="a",
+    title="Toy A",
+    source="test",
+    label_header="Variant",
+    mark_headers=("VT",),
     fixed={"fusion.model": "taemi"},
-    rows=(grid.Row("full", "Full", {}, 0.5, (False,)),
-          grid.Row("vt", "V+T", {"fusion.modalities": ["visual", "text"]}, 0.4, (True,))),
+    rows=(
+        grid.Row("full", "Full", {}, 0.5, (False,)),
+        grid.Row("vt", "V+T", {"fusion.modalities": ["visual", "text"]}, 0.4, (True,)),
+    ),
     reference="full",
 )
 TOY_B = grid.Table(
-    key="toy_b", slug="b", title="Toy B", source="test", label_header="Variant", mark_headers=(),
+    key="toy_b",
+    slug="b",
+    title="Toy B",
+    source="test",
+    label_header="Variant",
+    mark_headers=(),
     fixed={},
-    rows=(grid.Row("all", "All", {"fusion.modalities": ["visual", "audio", "text"]}, 0.5),
-          grid.Row("hot", "Hot lr", {"train.lr": 0.5}, 0.1)),
+    rows=(
+        grid.Row("all", "All", {"fusion.modalities": ["visual", "audio", "text"]}, 0.5),
+        grid.Row("hot", "Hot lr", {"train.lr": 0.5}, 0.1),
+    ),
     reference="all",
 )
 
@@ -300,8 +388,10 @@ def test_real_queue_end_to_end(tmp_path: Path) -> None:
         got = {e.name: (e.state, e.seed, e.metric()) for e in baseline.experiments}
         # Shared configuration (toy_a/full == toy_b/all) ran once, under the first table's name.
         assert {n: v for n, v in got.items() if v[0] == "success"} == {
-            "a-full-s0": ("success", 0, 0.5), "a-full-s1": ("success", 1, 0.51),
-            "a-vt-s0": ("success", 0, 0.4), "a-vt-s1": ("success", 1, 0.41),
+            "a-full-s0": ("success", 0, 0.5),
+            "a-full-s1": ("success", 1, 0.51),
+            "a-vt-s0": ("success", 0, 0.4),
+            "a-vt-s1": ("success", 1, 0.41),
             "b-hot-s0": ("success", 0, 0.5),
         }
         assert got["b-hot-s1"][0] == "failed"
@@ -320,4 +410,4 @@ def test_real_queue_end_to_end(tmp_path: Path) -> None:
         assert grid.run(repo=repo, tables=[TOY_A], seeds=2, jobs=1, out=out, poll_s=2.0, stages=["train"]) == 0
         assert "Queued" not in _sh(repo, sys.executable, "-m", "dvc", "queue", "status")
     finally:
-        grid._command(repo, [sys.executable, "-m", "dvc", "queue", "stop"])
+        grid.run_command(repo, [sys.executable, "-m", "dvc", "queue", "stop"])

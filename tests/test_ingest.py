@@ -47,7 +47,12 @@ def test_hume_adapter_reads_exact_layout(tmp_path: Path) -> None:
     (root / "valid_split.csv").write_text(HEADER + "\n00003,0.1,0.2,0.3,0.4,0.5,0.6\n")
     table = build_manifest("hume", root).to_pylist()
     assert [(r["clip_id"], r["split"]) for r in table] == [
-        ("00000", "train"), ("00001", "train"), ("00012", "train"), ("00003", "valid"), ("12660", "test"), ("12661", "test"),
+        ("00000", "train"),
+        ("00001", "train"),
+        ("00012", "train"),
+        ("00003", "valid"),
+        ("12660", "test"),
+        ("12661", "test"),
     ]
     assert table[0]["path"] == str(root / "raw" / "00000.mp4")
     assert [table[0][e] for e in EMOTIONS] == [0.5, 0, 0.333, 0, 1, 0.4]
@@ -85,7 +90,9 @@ def _user_csv(tmp_path: Path, rows: list[str], header: str | None = None) -> Pat
 def test_user_manifest_video_and_audio_only(tmp_path: Path) -> None:
     _touch(tmp_path / "videos" / "a.mp4")
     _touch(tmp_path / "voice.wav")
-    csv_path = _user_csv(tmp_path, ["a,videos/a.mp4,train,0.1,0.2,0.3,0.4,0.5,0.6", f"b,{tmp_path / 'voice.wav'},test,,,,,,"])
+    csv_path = _user_csv(
+        tmp_path, ["a,videos/a.mp4,train,0.1,0.2,0.3,0.4,0.5,0.6", f"b,{tmp_path / 'voice.wav'},test,,,,,,"]
+    )
     rows = build_manifest("manifest", csv_path).to_pylist()
     assert [(r["clip_id"], r["split"]) for r in rows] == [("a", "train"), ("b", "test")]
     assert rows[0]["path"] == str(tmp_path / "videos" / "a.mp4")
@@ -123,12 +130,20 @@ def test_ingest_stage_writes_manifest_and_reports_errors(tmp_path: Path) -> None
     params_path = tmp_path / "params.yaml"
     params_path.write_text(yaml.safe_dump(params))
     out = tmp_path / "manifest.parquet"
-    run = subprocess.run([sys.executable, "-m", "stages.ingest", "--params", str(params_path), "--out", str(out)],
-                         cwd=REPO, capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "stages.ingest", "--params", str(params_path), "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 2 and "duplicate clip id '00012'" in run.stderr and not out.exists()
     (root / "valid_split.csv").write_text(HEADER + "\n00003,0.1,0.2,0.3,0.4,0.5,0.6\n")
-    run = subprocess.run([sys.executable, "-m", "stages.ingest", "--params", str(params_path), "--out", str(out)],
-                         cwd=REPO, capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "stages.ingest", "--params", str(params_path), "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stderr
     table = pq.read_table(out)
     assert table.num_rows == 6 and table.schema.field("clip_id").type == "string"

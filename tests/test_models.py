@@ -46,8 +46,9 @@ def taemi(modalities: tuple[str, ...] = tuple(DIMS), **kw) -> Taemi:
 
 def ustc(modalities: tuple[str, ...] = tuple(DIMS), **kw) -> Ustc:
     torch.manual_seed(0)
-    cfg = UstcConfig(input_dims={m: DIMS[m] for m in modalities}, segments=4, tcn_levels=2, encoder_layers=1,
-                     **{**SMALL, **kw})
+    cfg = UstcConfig(
+        input_dims={m: DIMS[m] for m in modalities}, segments=4, tcn_levels=2, encoder_layers=1, **{**SMALL, **kw}
+    )
     return Ustc(config=cfg).eval()
 
 
@@ -106,8 +107,12 @@ def test_sample_output_does_not_depend_on_its_batch(kind: str) -> None:
         alone = {}
         for m, inp in batch.items():
             T = max(int(inp.length[row]), 1)
-            alone[m] = ModalityInput(inp.x[row : row + 1, :T], inp.mask[row : row + 1, :T],
-                                     inp.length[row : row + 1], inp.present[row : row + 1])
+            alone[m] = ModalityInput(
+                inp.x[row : row + 1, :T],
+                inp.mask[row : row + 1, :T],
+                inp.length[row : row + 1],
+                inp.present[row : row + 1],
+            )
         torch.testing.assert_close(model(alone), full[row : row + 1], rtol=1e-4, atol=1e-5)
 
 
@@ -146,8 +151,11 @@ def test_modality_dropout_only_in_train_mode() -> None:
 def test_drop_modalities_rate_and_never_all() -> None:
     torch.manual_seed(0)
     n, p = 40000, 0.5
-    present = {"visual": torch.ones(n, dtype=torch.bool), "audio": torch.ones(n, dtype=torch.bool),
-               "text": torch.arange(n) % 2 == 0}
+    present = {
+        "visual": torch.ones(n, dtype=torch.bool),
+        "audio": torch.ones(n, dtype=torch.bool),
+        "text": torch.arange(n) % 2 == 0,
+    }
     kept = drop_modalities(present, p)
     alive = torch.stack(list(kept.values())).any(dim=0)
     assert alive.all()  # no sample loses everything

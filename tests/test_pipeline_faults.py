@@ -33,14 +33,30 @@ def test_fault_clips_get_their_status_and_availability(tmp_path: Path) -> None:
     params_path = tmp_path / "params.yaml"
     params_path.write_text(yaml.safe_dump(params))
     p = ["--params", str(params_path)]
-    manifest, decoded, status, asr = (tmp_path / n for n in ("manifest.parquet", "decoded", "status.parquet", "asr.parquet"))
+    manifest, decoded, status, asr = (
+        tmp_path / n for n in ("manifest.parquet", "decoded", "status.parquet", "asr.parquet")
+    )
     _stage("stages.make_demo", *p, "--out", str(tmp_path / "demo"))
     _stage("stages.ingest", *p, "--out", str(manifest))
     _stage("stages.decode", *p, "--manifest", str(manifest), "--out", str(decoded), "--status", str(status))
     _stage("stages.asr", *p, "--decoded", str(decoded), "--status", str(status), "--out", str(asr))
     for m in MODALITIES:
-        _stage("stages.features", *p, "--modality", m, "--manifest", str(manifest), "--decoded", str(decoded),
-               "--status", str(status), "--asr", str(asr), "--out", str(tmp_path / "features" / m))
+        _stage(
+            "stages.features",
+            *p,
+            "--modality",
+            m,
+            "--manifest",
+            str(manifest),
+            "--decoded",
+            str(decoded),
+            "--status",
+            str(status),
+            "--asr",
+            str(asr),
+            "--out",
+            str(tmp_path / "features" / m),
+        )
 
     ids = pq.read_table(manifest).column("clip_id").to_pylist()
     rows = pq.read_table(status).to_pylist()
@@ -48,7 +64,8 @@ def test_fault_clips_get_their_status_and_availability(tmp_path: Path) -> None:
     assert pq.read_table(asr).column("clip_id").to_pylist() == ids
     faults = json.loads((tmp_path / "demo" / "faults.json").read_text())
     assert sorted(f["status"] for f in faults.values()) == sorted(
-        ["no_audio_stream", "silent_audio", "no_face", "too_short", "corrupt", "ok"])
+        ["no_audio_stream", "silent_audio", "no_face", "too_short", "corrupt", "ok"]
+    )
     by_id = {r["clip_id"]: r for r in rows}
     available = {m: {r.clip_id: r.available for r in read_features(tmp_path / "features" / m)} for m in MODALITIES}
     for clip_id, fault in faults.items():

@@ -37,14 +37,16 @@ def model_dir(tmp_path_factory) -> Path:
     config = model_config(params.fusion, {m: i.dim for m, i in info.items()})
     model = build_model("taemi", config)
     out = tmp_path_factory.mktemp("model")
-    save_model(out, kind="taemi", config=config, state=model.state_dict(), info=info, meta={}, history={})
+    save_model(out, kind="taemi", config=config, state=model.state_dict(), info=info, meta={})
     return out
 
 
 def _run(paths: list[str], out: Path, model_dir: Path, *extra: str) -> list[dict]:
     run = subprocess.run(
         [sys.executable, "-m", "pipeline.predict", *paths, "--out", str(out), "--model", str(model_dir), *extra],
-        cwd=REPO, capture_output=True, text=True,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
     )
     assert run.returncode == 0, run.stderr[-3000:]
     with open(out, newline="") as handle:
@@ -57,7 +59,7 @@ def test_predict_real_videos_and_broken_files(tmp_path: Path, realdata: Path, mo
     mixed.mkdir()
     good = realdata / "video" / "video-retalking_2.mp4"
     shutil.copy(good, mixed / "good.mp4")
-    (mixed / "truncated.mp4").write_bytes(good.read_bytes()[: 20_000])
+    (mixed / "truncated.mp4").write_bytes(good.read_bytes()[:20_000])
     (mixed / "random.mp4").write_bytes(np.random.default_rng(0).bytes(5_000))
     (mixed / "notes.txt").write_text("not media: ignored by the folder search")
     rows = _run([str(realdata / "video"), str(mixed)], tmp_path / "preds.csv", model_dir)
@@ -94,6 +96,10 @@ def test_predict_submission_format_and_missing_model(tmp_path: Path, realdata: P
     lines = out.read_text().splitlines()
     assert lines[0] == ",".join(LABEL_CSV_HEADER)
     assert lines[1].split(",")[0] == "12345" and len(lines) == 2
-    run = subprocess.run([sys.executable, "-m", "pipeline.predict", str(clip), "--out", str(out), "--model", str(tmp_path / "none")],
-                         cwd=REPO, capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "pipeline.predict", str(clip), "--out", str(out), "--model", str(tmp_path / "none")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 2 and "no trained model" in run.stderr

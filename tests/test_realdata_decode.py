@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from pipeline.config import DecodeParams
-from pipeline.decoding import DecodedClip, decode_clip, decode_manifest, iter_clip_audio, iter_clip_frames
+from pipeline.decode import DecodedClip, decode_clip, decode_manifest
+from pipeline.decoded import iter_clip_audio, iter_clip_frames
 
 from .conftest import REALDATA, REPO
 
@@ -139,7 +140,7 @@ def test_stage_shards_match_decode_clip(decoded: dict[str, DecodedClip], tmp_pat
         np.testing.assert_array_equal(visual.times, single.visual.times)
         np.testing.assert_array_equal(visual.face_scores, single.visual.face_scores)
         assert len(visual.crops) == len(single.visual.crops)
-        for a, b in zip(visual.crops, single.visual.crops):
+        for a, b in zip(visual.crops, single.visual.crops, strict=True):
             assert (a is None and b is None) or np.array_equal(a, b)
         if single.audio.samples is None:
             assert audio.samples is None
@@ -154,7 +155,7 @@ def test_twenty_minute_clip_streams_with_bounded_memory(tmp_path: Path) -> None:
         pytest.skip(f"real media folder {REALDATA} is absent")
     with av.open(str(REALDATA / "video" / "video-retalking_3.mp4")) as container:
         face = next(container.decode(video=0)).to_ndarray(format="rgb24")
-    from pipeline.demo import mux_clip
+    from pipeline.demo.media import mux_clip
 
     path = tmp_path / "long.mp4"
     n = 20 * 60 * 5
@@ -162,7 +163,7 @@ def test_twenty_minute_clip_streams_with_bounded_memory(tmp_path: Path) -> None:
     script = (
         "import json, resource, sys\n"
         "from pipeline.config import DecodeParams\n"
-        "from pipeline.decoding import decode_manifest\n"
+        "from pipeline.decode import decode_manifest\n"
         "(r,) = decode_manifest([('long', sys.argv[1])], sys.argv[2], DecodeParams(workers=1), log=lambda _: None)\n"
         "worker = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"  # the decode runs in a worker
         "print(json.dumps({'n_frames': r.n_frames, 'n_face_frames': r.n_face_frames, 'maxrss_mb': worker}))\n"

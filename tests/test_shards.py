@@ -60,7 +60,7 @@ def test_round_trip(tmp_path: Path, dtype: str, rtol: float) -> None:
     _write(tmp_path / "train-00000.parquet", records, dtype=dtype)
     back = list(read_features(tmp_path))
     assert [r.clip_id for r in back] == [r.clip_id for r in records]
-    for a, b in zip(records, back):
+    for a, b in zip(records, back, strict=True):
         assert b.values.dtype == np.float32 and b.times.dtype == np.float32 and b.valid.dtype == bool
         assert (a.available, a.reason) == (b.available, b.reason)
         assert b.values.shape == a.values.shape
@@ -71,7 +71,11 @@ def test_round_trip(tmp_path: Path, dtype: str, rtol: float) -> None:
     schema = pq.read_schema(tmp_path / "train-00000.parquet")
     assert schema.field("values").type == pa.list_(pa.list_(pa.float16() if dtype == "float16" else pa.float32(), DIM))
     assert shard_metadata(tmp_path / "train-00000.parquet") == {
-        "modality": "visual", "model": "toy", "dim": str(DIM), "dtype": dtype, "fingerprint": "fp",
+        "modality": "visual",
+        "model": "toy",
+        "dim": str(DIM),
+        "dtype": dtype,
+        "fingerprint": "fp",
     }
     assert shard_info(tmp_path) == (DIM, "toy")
 
@@ -153,8 +157,13 @@ class LengthExtractor:
         if any(x.text == "boom" for x in inputs):
             raise RuntimeError("boom")
         return [
-            ClipFeatures(x.clip_id, np.array([[len(x.text), sum(c in "aeiou" for c in x.text)]], np.float32),
-                         np.zeros(1, np.float32), np.ones(1, bool), True)
+            ClipFeatures(
+                x.clip_id,
+                np.array([[len(x.text), sum(c in "aeiou" for c in x.text)]], np.float32),
+                np.zeros(1, np.float32),
+                np.ones(1, bool),
+                True,
+            )
             for x in inputs
         ]
 
@@ -171,8 +180,15 @@ def test_runner_skips_fresh_shards_recomputes_changed_ones_and_removes_stale(tmp
     (tmp_path / ".train-00000.parquet.abc.parquet.tmp").write_bytes(b"left by a killed run")
     (tmp_path / "valid-00000.parquet").write_bytes(b"stale")
     extractor = LengthExtractor()
-    report = build_shards(tmp_path, tasks, extractor=extractor, inputs=lambda ids: _texts(ids, texts),
-                          dtype="float32", chunk_clips=2, progress=False)
+    report = build_shards(
+        tmp_path,
+        tasks,
+        extractor=extractor,
+        inputs=lambda ids: _texts(ids, texts),
+        dtype="float32",
+        chunk_clips=2,
+        progress=False,
+    )
     assert report.computed == ["train-00000.parquet", "train-00001.parquet", "train-00002.parquet"]
     assert report.removed == ["valid-00000.parquet"] and report.reasons == {"no_speech": 1}
     assert sorted(p.name for p in tmp_path.iterdir()) == report.computed
@@ -183,8 +199,15 @@ def test_runner_skips_fresh_shards_recomputes_changed_ones_and_removes_stale(tmp
 
     stats = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in tmp_path.iterdir()}
     tasks[1] = ShardTask(tasks[1].name, tasks[1].clip_ids, "changed")
-    again = build_shards(tmp_path, tasks, extractor=LengthExtractor(), inputs=lambda ids: _texts(ids, texts),
-                         dtype="float32", chunk_clips=2, progress=False)
+    again = build_shards(
+        tmp_path,
+        tasks,
+        extractor=LengthExtractor(),
+        inputs=lambda ids: _texts(ids, texts),
+        dtype="float32",
+        chunk_clips=2,
+        progress=False,
+    )
     assert again.computed == ["train-00001.parquet"] and again.skipped == ["train-00000.parquet", "train-00002.parquet"]
     for name in again.skipped:
         p = tmp_path / name
@@ -194,16 +217,30 @@ def test_runner_skips_fresh_shards_recomputes_changed_ones_and_removes_stale(tmp
 def test_runner_isolates_a_failing_clip_and_marks_its_shard_for_retry(tmp_path: Path) -> None:
     texts = {"a": "fine", "b": "boom", "c": "also fine"}
     tasks = [ShardTask("train-00000.parquet", list(texts), "fp")]
-    report = build_shards(tmp_path, tasks, extractor=LengthExtractor(), inputs=lambda ids: _texts(ids, texts),
-                          dtype="float32", chunk_clips=8, progress=False)
+    report = build_shards(
+        tmp_path,
+        tasks,
+        extractor=LengthExtractor(),
+        inputs=lambda ids: _texts(ids, texts),
+        dtype="float32",
+        chunk_clips=8,
+        progress=False,
+    )
     back = {r.clip_id: r for r in read_features(tmp_path)}
     assert back["a"].available and back["c"].available
     assert not back["b"].available and back["b"].reason == "error: RuntimeError: boom"
     assert report.reasons == {"error: RuntimeError: boom": 1}
     assert shard_fingerprint(tmp_path / "train-00000.parquet") == INCOMPLETE_PREFIX + "fp"
     texts["b"] = "fixed"  # the next run retries the shard
-    again = build_shards(tmp_path, tasks, extractor=LengthExtractor(), inputs=lambda ids: _texts(ids, texts),
-                         dtype="float32", chunk_clips=8, progress=False)
+    again = build_shards(
+        tmp_path,
+        tasks,
+        extractor=LengthExtractor(),
+        inputs=lambda ids: _texts(ids, texts),
+        dtype="float32",
+        chunk_clips=8,
+        progress=False,
+    )
     assert again.computed == ["train-00000.parquet"]
     assert shard_fingerprint(tmp_path / "train-00000.parquet") == "fp"
 
@@ -211,8 +248,15 @@ def test_runner_isolates_a_failing_clip_and_marks_its_shard_for_retry(tmp_path: 
 def test_runner_fails_loudly_when_every_clip_fails(tmp_path: Path) -> None:
     texts = {"a": "boom", "b": "boom"}
     with pytest.raises(RuntimeError, match="every clip"):
-        build_shards(tmp_path, [ShardTask("train-00000.parquet", list(texts), "fp")], extractor=LengthExtractor(),
-                     inputs=lambda ids: _texts(ids, texts), dtype="float32", chunk_clips=8, progress=False)
+        build_shards(
+            tmp_path,
+            [ShardTask("train-00000.parquet", list(texts), "fp")],
+            extractor=LengthExtractor(),
+            inputs=lambda ids: _texts(ids, texts),
+            dtype="float32",
+            chunk_clips=8,
+            progress=False,
+        )
     assert not (tmp_path / "train-00000.parquet").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
     assert os.listdir(tmp_path) == []

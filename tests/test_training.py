@@ -65,9 +65,7 @@ def synthetic_records(
             valid = rng.random(T) > (0.1 if m == "visual" else 0.0)
             valid[0] = True
             x[~valid] = 0.0
-            records[m].append(
-                ClipFeatures(cid, x.astype(np.float32), np.arange(T, dtype=np.float32) / 5, valid, True)
-            )
+            records[m].append(ClipFeatures(cid, x.astype(np.float32), np.arange(T, dtype=np.float32) / 5, valid, True))
     return labels, records
 
 
@@ -123,8 +121,11 @@ def test_scheduler_drives_the_optimizer_lr(data) -> None:
     model, result = _fit(train, valid, train_params=dict(max_epochs=2, patience=5))
     steps = math.ceil(len(train) / 32)
     # The logged lr is the one used by the last step of each epoch.
-    expected = [3e-3 * lr_factor(e * steps - 1, schedule="cosine", warmup_steps=steps, total_steps=2 * steps,
-                                 cycle_steps=10 * steps) for e in (1, 2)]
+    expected = [
+        3e-3
+        * lr_factor(e * steps - 1, schedule="cosine", warmup_steps=steps, total_steps=2 * steps, cycle_steps=10 * steps)
+        for e in (1, 2)
+    ]
     assert [h["lr"] for h in result.history] == pytest.approx(expected)
 
 
@@ -237,8 +238,12 @@ def test_contrastive_pretraining_aligns_visual_with_text(data) -> None:
 
     before = retrieval()
     history = contrastive_pretrain(
-        model=model, train=train, params=TrainParams(lr=3e-3, batch_size=64), ustc=UstcParams(contrastive_epochs=8),
-        device=CPU, log=lambda _: None,
+        model=model,
+        train=train,
+        params=TrainParams(lr=3e-3, batch_size=64),
+        ustc=UstcParams(contrastive_epochs=8),
+        device=CPU,
+        log=lambda _: None,
     )
     after = retrieval()
     assert history[-1]["contrastive_loss"] < history[0]["contrastive_loss"]
@@ -250,12 +255,15 @@ def test_vision_is_accepted_as_the_visual_anchor() -> None:
     assert parse_params({"fusion": {"anchor": "vision"}}).fusion.anchor == "visual"
     assert parse_params({"fusion": {"anchor": "audio"}}).fusion.anchor == "audio"
     assert parse_params({"fusion": {"modalities": ["vision", "text"], "anchor": "text"}}).fusion.modalities == (
-        "visual", "text")
+        "visual",
+        "text",
+    )
     with pytest.raises(ValueError, match="not among fusion.modalities"):
         parse_params({"fusion": {"modalities": ["visual", "audio"]}})
     with pytest.raises(ValueError, match="contrastive_pretrain"):
-        parse_params({"fusion": {"model": "ustc", "modalities": ["visual", "audio"],
-                                 "ustc": {"contrastive_pretrain": True}}})
+        parse_params(
+            {"fusion": {"model": "ustc", "modalities": ["visual", "audio"], "ustc": {"contrastive_pretrain": True}}}
+        )
 
 
 # ------------------------------------------------------------------------ the stage, on files
@@ -280,10 +288,17 @@ def write_dataset(root: Path, *, n: dict[str, int], test_seed: int = 3, test_lab
     manifest = root / "manifest.parquet"
     pq.write_table(pa.table(columns), manifest)
     for m, recs in records.items():
-        by_split = {s: [r for r, sp in zip(recs, splits) if sp == s] for s in ("train", "valid", "test")}
+        by_split = {s: [r for r, sp in zip(recs, splits, strict=True) if sp == s] for s in ("train", "valid", "test")}
         for s, part in by_split.items():
-            write_shard(root / "features" / m / f"{s}-00000.parquet", part, modality=m, model_name=f"synthetic-{m}",
-                        dim=DIMS[m], dtype="float16", fingerprint="test")
+            write_shard(
+                root / "features" / m / f"{s}-00000.parquet",
+                part,
+                modality=m,
+                model_name=f"synthetic-{m}",
+                dim=DIMS[m],
+                dtype="float16",
+                fingerprint="test",
+            )
     return manifest
 
 
@@ -299,8 +314,13 @@ def write_params(path: Path, **overrides: dict) -> Path:
 
 def test_load_clips_reads_shards_truncates_and_keeps_every_row(tmp_path: Path) -> None:
     manifest = write_dataset(tmp_path, n={"train": 20, "valid": 8, "test": 6})
-    clips = load_clips(manifest=manifest, features=tmp_path / "features", splits=("train", "test"),
-                       modalities=("visual", "text"), max_frames={"visual": 5, "audio": 600})
+    clips = load_clips(
+        manifest=manifest,
+        features=tmp_path / "features",
+        splits=("train", "test"),
+        modalities=("visual", "text"),
+        max_frames={"visual": 5, "audio": 600},
+    )
     assert len(clips) == 26 and set(clips.splits) == {"train", "test"}
     assert clips.modalities == ("visual", "text")
     assert clips.info["visual"] == ModalityInfo(dim=10, model="synthetic-visual")
@@ -318,8 +338,23 @@ def _run_train(tmp_path: Path, manifest: Path, params: Path, out: str) -> dict[s
 
     from stages.train import main
 
-    assert main(["--params", str(params), "--manifest", str(manifest), "--features",
-                 str(manifest.parent / "features"), "--out", str(tmp_path / out)]) == 0
+    assert (
+        main(
+            [
+                "--params",
+                str(params),
+                "--manifest",
+                str(manifest),
+                "--features",
+                str(manifest.parent / "features"),
+                "--out",
+                str(tmp_path / out),
+                "--live",
+                str(tmp_path / f"{out}_live"),
+            ]
+        )
+        == 0
+    )
     return load_file(str(tmp_path / out / "model.safetensors"))
 
 
@@ -330,11 +365,16 @@ def test_train_stage_never_sees_the_test_split(tmp_path: Path) -> None:
     params = write_params(tmp_path / "params.yaml")
     first = _run_train(tmp_path, write_dataset(a, n={"train": 48, "valid": 16, "test": 12}), params, "model_a")
     # Different test features, different (then absent) test labels, and more test clips.
-    second = _run_train(tmp_path, write_dataset(b, n={"train": 48, "valid": 16, "test": 20}, test_seed=99,
-                                                test_labels=False), params, "model_b")
+    second = _run_train(
+        tmp_path,
+        write_dataset(b, n={"train": 48, "valid": 16, "test": 20}, test_seed=99, test_labels=False),
+        params,
+        "model_b",
+    )
     assert first.keys() == second.keys()
     assert all(torch.equal(first[k], second[k]) for k in first)
-    assert (tmp_path / "model_a" / "history.json").read_bytes() == (tmp_path / "model_b" / "history.json").read_bytes()
+    for curve in ("metrics.json", "plots/metrics/val_pearson.tsv", "plots/metrics/train_loss.tsv"):
+        assert (tmp_path / "model_a_live" / curve).read_bytes() == (tmp_path / "model_b_live" / curve).read_bytes()
 
 
 def test_train_stage_reports_missing_shards_and_unlabelled_splits(tmp_path: Path, capsys) -> None:
@@ -342,7 +382,16 @@ def test_train_stage_reports_missing_shards_and_unlabelled_splits(tmp_path: Path
 
     manifest = write_dataset(tmp_path, n={"train": 8, "valid": 4, "test": 2})
     params = write_params(tmp_path / "params.yaml")
-    args = ["--params", str(params), "--manifest", str(manifest), "--out", str(tmp_path / "model")]
+    args = [
+        "--params",
+        str(params),
+        "--manifest",
+        str(manifest),
+        "--out",
+        str(tmp_path / "model"),
+        "--live",
+        str(tmp_path / "live"),
+    ]
     assert main([*args, "--features", str(tmp_path / "nowhere")]) == 2
     assert "no feature shards" in capsys.readouterr().err
     table = pq.read_table(manifest)
@@ -354,10 +403,18 @@ def test_train_stage_reports_missing_shards_and_unlabelled_splits(tmp_path: Path
 
 
 def _rescaled(table: ClipTable, scale: dict[str, float], shift: dict[str, float]) -> ClipTable:
-    values = {m: [None if v is None else (v.astype(np.float64) * scale[m] + shift[m]).astype(np.float32) for v in vals]
-              for m, vals in table.values.items()}
-    return ClipTable(clip_ids=table.clip_ids, splits=table.splits, labels=table.labels, values=values,
-                     valid=table.valid, info=table.info)
+    values = {
+        m: [None if v is None else (v.astype(np.float64) * scale[m] + shift[m]).astype(np.float32) for v in vals]
+        for m, vals in table.values.items()
+    }
+    return ClipTable(
+        clip_ids=table.clip_ids,
+        splits=table.splits,
+        labels=table.labels,
+        values=values,
+        valid=table.valid,
+        info=table.info,
+    )
 
 
 @pytest.mark.parametrize("model", ["taemi", "ustc"])
@@ -368,8 +425,12 @@ def test_input_standardisation_makes_training_scale_invariant(data, model: str) 
     scale = {"visual": 300.0, "audio": 0.01, "text": 50.0}
     shift = {"visual": 7.0, "audio": -3.0, "text": 0.5}
     _, plain = _fit(train, valid, fusion=dict(model=model), train_params=dict(max_epochs=4))
-    _, scaled = _fit(_rescaled(train, scale, shift), _rescaled(valid, scale, shift), fusion=dict(model=model),
-                     train_params=dict(max_epochs=4))
+    _, scaled = _fit(
+        _rescaled(train, scale, shift),
+        _rescaled(valid, scale, shift),
+        fusion=dict(model=model),
+        train_params=dict(max_epochs=4),
+    )
     # Standardised inputs agree up to float16 storage and float32 rounding of the statistics.
     assert abs(plain.best_val - scaled.best_val) < 0.02
     assert scaled.best_val > 0.5

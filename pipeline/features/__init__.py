@@ -3,25 +3,42 @@
 An extractor turns one clip's decoded input into a :class:`ClipFeatures`: a (T, D) sequence with
 frame times and a per-frame validity mask, or an unavailable record (T = 0) when the modality is
 missing for that clip (no face, no or silent audio, no speech). ``pipeline.shards`` writes and reads
-these records; ``stages/features.py`` runs one modality over all clips.
+these records; ``pipeline.features.inputs`` feeds the extractors; ``stages/features.py`` runs one
+modality over all clips.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Optional, Protocol, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
-MODALITIES: tuple[str, ...] = ("visual", "audio", "text")
+from pipeline.config import MODALITIES
 
-# Decode faults (pipeline.decoding statuses) that make a modality missing for a clip; the feature
-# stage and pipeline.predict both use this table so training and prediction treat a clip alike.
+# Decode faults (pipeline.decode statuses) that make a modality missing for a clip.
 UNAVAILABLE: dict[str, tuple[str, ...]] = {
     "visual": ("no_video_stream", "no_face"),
     "audio": ("no_audio_stream", "silent_audio"),
     "text": (),
 }
+
+
+def unavailable_reason(modality: str, *, faults: Sequence[str], n_frames: int, has_audio: bool) -> str:
+    """Why a clip's decode result leaves ``modality`` missing, "" when it does not.
+
+    The feature stage and ``pipeline.predict`` both ask this, so training and prediction treat a
+    clip alike. A fault of ``UNAVAILABLE[modality]`` is the reason; with nothing decoded for the
+    modality, the clip's first fault (corrupt, too_short...). Text depends on the transcript instead.
+    """
+    if modality == "text":
+        return ""
+    fault = next((f for f in faults if f in UNAVAILABLE[modality]), "")
+    empty = n_frames == 0 if modality == "visual" else not has_audio
+    if fault or not empty:
+        return fault
+    return faults[0] if faults else ("no decoded frames" if modality == "visual" else "no decoded audio")
 
 
 @dataclass
@@ -40,7 +57,7 @@ class ClipFeatures:
     reason: str = ""
 
     @classmethod
-    def missing(cls, clip_id: str, dim: int, reason: str) -> "ClipFeatures":
+    def missing(cls, clip_id: str, dim: int, reason: str) -> ClipFeatures:
         return cls(
             clip_id=clip_id,
             values=np.zeros((0, dim), np.float32),
@@ -52,32 +69,11 @@ class ClipFeatures:
 
 
 @dataclass
-class VisualInput:
-    """Decoded frames of one clip: T face crops (None where no face) at their sample times."""
-
-    clip_id: str
-    times: np.ndarray  # (T,) float
-    crops: list[Optional[np.ndarray]]  # each (S, S, 3) uint8 RGB or None
-    face_scores: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.float32))  # (T,)
-
-
-@dataclass
-class AudioInput:
-    """16 kHz mono float32 audio of one clip; samples is None when there is no usable audio."""
-
-    clip_id: str
-    samples: Optional[np.ndarray]  # (N,) float32
-    sample_rate: int
-    duration_s: float
-    reason: str = ""
-
-
-@dataclass
 class TextInput:
     """The transcript of one clip; text is None when the clip has no speech."""
 
     clip_id: str
-    text: Optional[str]
+    text: str | None
     reason: str = ""
 
 

@@ -21,14 +21,16 @@ Frame k of a clip sits at ``(k + 0.5) * 0.02`` s; a pooled bin b at its centre `
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
 from pipeline.config import AudioFeatureParams
-from pipeline.features import AudioInput, ClipFeatures
-from pipeline.whisper_models import WHISPER_SAMPLE_RATE, available_cpus, load_whisper_model, to_whisper_rate
+from pipeline.decoded import AudioInput
+from pipeline.features import ClipFeatures
+from pipeline.runtime import usable_cpus
+from pipeline.whisper_models import WHISPER_SAMPLE_RATE, load_whisper_model, to_whisper_rate
 
 WHISPER_HOP = 160  # samples per mel frame
 WHISPER_FRAME = 320  # samples per encoder frame (the encoder halves the mel rate)
@@ -38,7 +40,7 @@ MIN_SAMPLES = WHISPER_FRAME
 _EMOTION_ARCHITECTURES = {"Wav2Vec2ForSpeechClassification", "EmotionModel"}
 
 
-def unavailable_reason(item: AudioInput) -> Optional[str]:
+def unavailable_reason(item: AudioInput) -> str | None:
     """Why a clip has no audio features (None when it has some)."""
     if item.samples is None:
         return item.reason or "no_audio"
@@ -51,7 +53,7 @@ def unavailable_reason(item: AudioInput) -> Optional[str]:
     return None
 
 
-def pool_frames(values: np.ndarray, times: np.ndarray, pool_fps: Optional[float]) -> tuple[np.ndarray, np.ndarray]:
+def pool_frames(values: np.ndarray, times: np.ndarray, pool_fps: float | None) -> tuple[np.ndarray, np.ndarray]:
     """Average (T, D) frames at ``times`` (T,) into bins of ``1 / pool_fps`` s -> ((B, D), (B,) bin centres).
 
     Bin b holds the frames with ``floor(time * pool_fps) == b``; frames are contiguous, so no
@@ -66,7 +68,7 @@ def pool_frames(values: np.ndarray, times: np.ndarray, pool_fps: Optional[float]
     return (sums / counts).astype(np.float32), ((bins[starts] + 0.5) / pool_fps).astype(np.float32)
 
 
-def _finish(clip_id: str, parts: list[tuple[np.ndarray, np.ndarray]], pool_fps: Optional[float]) -> ClipFeatures:
+def _finish(clip_id: str, parts: list[tuple[np.ndarray, np.ndarray]], pool_fps: float | None) -> ClipFeatures:
     """Concatenate a clip's windows, each ((T_w, D) states, (T_w,) times), then pool."""
     frames = np.concatenate([states for states, _ in parts]).astype(np.float32)
     times = np.concatenate([times for _, times in parts]).astype(np.float32)
@@ -96,8 +98,14 @@ class WhisperEncoderExtractor:
     modality = "audio"
 
     def __init__(
-        self, *, whisper_model: str, compute_type: str, pool_fps: Optional[float], window_s: float,
-        batch_size: int, device: str,
+        self,
+        *,
+        whisper_model: str,
+        compute_type: str,
+        pool_fps: float | None,
+        window_s: float,
+        batch_size: int,
+        device: str,
     ) -> None:
         import ctranslate2
 
@@ -106,7 +114,7 @@ class WhisperEncoderExtractor:
             raise ValueError(f"window_s must be a multiple of 0.02 s in (0, 30] for Whisper, got {window_s}")
         self._storage = ctranslate2.StorageView.from_array
         self.model = load_whisper_model(
-            whisper_model, device=device, compute_type=compute_type, cpu_threads=available_cpus()
+            whisper_model, device=device, compute_type=compute_type, cpu_threads=usable_cpus()
         )
         self.model_name = f"whisper-encoder:{whisper_model}:{compute_type}"
         self.pool_fps = pool_fps
@@ -143,7 +151,7 @@ class WhisperEncoderExtractor:
             try:
                 if pending:
                     out = self._encode(np.stack([w.array for w in pending]))
-                    for window, states in zip(pending, out):
+                    for window, states in zip(pending, out, strict=True):
                         parts[window.clip].append((states[: window.n_frames], window.times(window.n_frames, frame_s)))
             except Exception as error:  # noqa: BLE001 - a failed batch marks only its clips
                 for window in pending:
@@ -154,7 +162,9 @@ class WhisperEncoderExtractor:
             if unavailable_reason(item) is not None:
                 continue
             try:
-                windows = list(self._windows(index, to_whisper_rate(np.asarray(item.samples, np.float32), item.sample_rate)))
+                windows = list(
+                    self._windows(index, to_whisper_rate(np.asarray(item.samples, np.float32), item.sample_rate))
+                )
             except Exception as error:  # noqa: BLE001 - one bad clip must not stop the batch
                 errors[index] = f"error: {type(error).__name__}: {error}"
                 continue
@@ -206,7 +216,7 @@ def emotion_model_class():
                 self.classifier = RegressionHead(config)
                 self.post_init()
 
-            def forward(self, input_values: torch.Tensor, attention_mask: Optional[torch.Tensor] = None):
+            def forward(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None):
                 """(B, N) -> last hidden states (B, T, H); the head is applied by the caller."""
                 return self.wav2vec2(input_values, attention_mask=attention_mask)
 
@@ -220,7 +230,13 @@ class HFAudioExtractor:
     modality = "audio"
 
     def __init__(
-        self, *, model_id: str, pool_fps: Optional[float], window_s: float, batch_size: int, device: str,
+        self,
+        *,
+        model_id: str,
+        pool_fps: float | None,
+        window_s: float,
+        batch_size: int,
+        device: str,
     ) -> None:
         import torch
         from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
@@ -259,14 +275,17 @@ class HFAudioExtractor:
         if len(starts) > 1 and self._n_frames(len(samples) - starts[-1]) < 1:
             starts.pop()
         ends = [*starts[1:], len(samples)]
-        return [_Window(index, samples[a:b], a / self.sample_rate) for a, b in zip(starts, ends)]
+        return [_Window(index, samples[a:b], a / self.sample_rate) for a, b in zip(starts, ends, strict=True)]
 
     def _forward(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         """Windows of (N_i,) float32 -> their last hidden states (T_i, H) float32."""
         import torch
 
         batch = self.processor(
-            arrays, sampling_rate=self.sample_rate, padding=True, return_tensors="pt",
+            arrays,
+            sampling_rate=self.sample_rate,
+            padding=True,
+            return_tensors="pt",
             return_attention_mask=self.use_mask,
         )
         values = batch["input_values"].to(self.device)
@@ -293,7 +312,9 @@ class HFAudioExtractor:
             if unavailable_reason(item) is None:
                 samples = np.asarray(item.samples, np.float32)
                 if item.sample_rate != self.sample_rate:
-                    samples = to_whisper_rate(samples, item.sample_rate) if self.sample_rate == WHISPER_SAMPLE_RATE else None
+                    samples = (
+                        to_whisper_rate(samples, item.sample_rate) if self.sample_rate == WHISPER_SAMPLE_RATE else None
+                    )
                 if samples is None:
                     errors[index] = f"error: audio at {item.sample_rate} Hz, model wants {self.sample_rate} Hz"
                 elif self._n_frames(len(samples)) < 1:
@@ -312,7 +333,7 @@ class HFAudioExtractor:
                     break
                 group.append(nxt)
             try:
-                for i, out in zip(group, self._forward([windows[i].array for i in group])):
+                for i, out in zip(group, self._forward([windows[i].array for i in group]), strict=True):
                     states[i] = out
             except Exception as error:  # noqa: BLE001 - a failed batch marks only its clips
                 for i in group:
@@ -328,7 +349,9 @@ class HFAudioExtractor:
             parts = [(states[i], w.times(len(states[i]), frame_s)) for i, w in enumerate(windows) if w.clip == index]
             if self.has_head:
                 logits = self._head(np.concatenate([frames for frames, _ in parts]))
-                parts = [(np.concatenate([f, np.broadcast_to(logits, (len(f), len(logits)))], axis=1), t) for f, t in parts]
+                parts = [
+                    (np.concatenate([f, np.broadcast_to(logits, (len(f), len(logits)))], axis=1), t) for f, t in parts
+                ]
             records.append(_finish(item.clip_id, parts, self.pool_fps))
         return records
 
@@ -337,10 +360,17 @@ def build_audio_extractor(params: AudioFeatureParams, *, device: str):
     """The extractor ``features.audio.model`` names; ``device`` is "cpu" or "cuda"."""
     if params.model == "whisper-encoder":
         return WhisperEncoderExtractor(
-            whisper_model=params.whisper_model, compute_type=params.compute_type, pool_fps=params.pool_fps,
-            window_s=params.window_s, batch_size=params.batch_size, device=device,
+            whisper_model=params.whisper_model,
+            compute_type=params.compute_type,
+            pool_fps=params.pool_fps,
+            window_s=params.window_s,
+            batch_size=params.batch_size,
+            device=device,
         )
     return HFAudioExtractor(
-        model_id=params.model, pool_fps=params.pool_fps, window_s=params.window_s,
-        batch_size=params.batch_size, device=device,
+        model_id=params.model,
+        pool_fps=params.pool_fps,
+        window_s=params.window_s,
+        batch_size=params.batch_size,
+        device=device,
     )

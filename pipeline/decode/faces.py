@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Optional
 
 import cv2
 import numpy as np
@@ -49,7 +48,7 @@ class FaceDetector:
             for selection in (0, 1)
         ]
 
-    def detect(self, rgb: np.ndarray) -> Optional[Face]:
+    def detect(self, rgb: np.ndarray) -> Face | None:
         """The main face of ``rgb`` ((H, W, 3) uint8, C-contiguous), or None when there is none."""
         height, width = rgb.shape[:2]
         for model in self._models:
@@ -76,7 +75,7 @@ class FaceDetector:
             model.close()
         self._models = []
 
-    def __enter__(self) -> "FaceDetector":
+    def __enter__(self) -> FaceDetector:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -1,0 +1,54 @@
+"""Audio decoding: mono float32 at the decode rate on the clip's timeline, and its level."""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import av
+import numpy as np
+
+from pipeline.decode.probe import StreamLog, decoded_frames
+
+SILENCE_FLOOR_DBFS = -200.0
+
+
+def decode_audio(path: str, index: int, *, sample_rate: int, origin: Fraction, log: StreamLog) -> np.ndarray | None:
+    """(N,) float32 mono at ``sample_rate`` starting at ``origin`` (clip timeline), or None when
+    no frame decodes. Not yet cropped to the clip duration."""
+    chunks: list[np.ndarray] = []
+    start: Fraction | None = None
+    with av.open(path) as container:
+        stream = container.streams[index]
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        for frame in decoded_frames(container, stream, log):
+            if start is None:
+                start = Fraction(frame.pts) * frame.time_base if frame.pts is not None else origin
+            try:
+                chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(frame))
+            except (av.error.FFmpegError, ValueError) as error:  # e.g. a mid-stream layout change
+                log.record(error)
+        if start is None:
+            return None
+        chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
+    samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    shift = math.floor((start - origin) * sample_rate + Fraction(1, 2))
+    if shift > 0:
+        samples = np.concatenate([np.zeros(shift, np.float32), samples])
+    elif shift < 0:
+        samples = samples[-shift:]
+    return samples.astype(np.float32, copy=False)
+
+
+def fit_to_duration(samples: np.ndarray, duration: Fraction, sample_rate: int) -> np.ndarray:
+    """Crop or zero-pad to ``floor(duration * sample_rate + 1/2)`` samples (drops AAC's end padding)."""
+    n_out = math.floor(duration * sample_rate + Fraction(1, 2))
+    return samples[:n_out] if len(samples) >= n_out else np.pad(samples, (0, n_out - len(samples)))
+
+
+def level_dbfs(samples: np.ndarray) -> float:
+    """RMS level in dB full scale, floored at ``SILENCE_FLOOR_DBFS`` (digital silence)."""
+    if samples.size == 0:
+        return SILENCE_FLOOR_DBFS
+    rms = math.sqrt(float(np.mean(np.square(samples, dtype=np.float64))))
+    return max(SILENCE_FLOOR_DBFS, 20.0 * math.log10(rms)) if rms > 0 else SILENCE_FLOOR_DBFS

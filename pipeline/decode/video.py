@@ -1,0 +1,145 @@
+"""Video sampling: the frame on screen at each ``i / fps`` (rule in ``pipeline/decode/__init__.py``)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from pipeline.decode.probe import StreamLog, decoded_frames, probe, stream_times, video_end_by_demux
+from pipeline.runtime import usable_cpus
+
+# A video whose frames end this much before its header duration is truncated (corrupt).
+TRUNCATION_TOLERANCE_S = 0.5
+
+
+def display_size(frame: av.VideoFrame, sar: Fraction | None, rotation: int, max_side: int) -> tuple[int, int]:
+    """(width, height) to ask swscale for, before rotation: longer display side <= max_side."""
+    width = frame.width * (float(sar) if sar else 1.0)
+    height = float(frame.height)
+    if rotation % 180:
+        width, height = height, width
+    scale = min(1.0, max_side / max(width, height))
+    out_w, out_h = max(1, round(width * scale)), max(1, round(height * scale))
+    return (out_h, out_w) if rotation % 180 else (out_w, out_h)
+
+
+class VideoSampler:
+    """Samples the video stream of one file by the rule of the module docstring.
+
+    Iterating yields ``(i, pts_s, rgb, new)`` for i = 0..T-1 in order: rgb is (H, W, 3) uint8 with
+    the longer side <= ``max_side``; ``new`` is False when the sample repeats the previous
+    sample's source frame (then ``rgb`` is the same array). One streaming pass: sample i is emitted
+    once a frame with pts > t_i arrives (or the stream ends), so only the previous frame is held,
+    and only chosen frames are converted to RGB. After iterating, ``n_decoded``, ``end``,
+    ``truncated`` and ``log`` describe the stream. The constructor raises when the file cannot be
+    read; iterating raises on decoder bugs (a bad packet is only counted in ``log``).
+    """
+
+    def __init__(self, path: str, video_index: int, *, fps: Fraction, max_side: int, threads: int) -> None:
+        self.path, self.index, self.fps, self.max_side, self.threads = path, video_index, fps, max_side, threads
+        self.log = StreamLog("video")
+        self.n_decoded = 0
+        self.end: Fraction | None = None  # end of the last decoded frame (pts + duration), clip timeline
+        self.truncated = False
+        # Output geometry, fixed by the first converted frame (a mid-clip size change is rescaled).
+        self._size: tuple[int, int] | None = None
+        self._sar: Fraction | None = None
+        self._rotation = 0
+        with av.open(path) as container:
+            stream = container.streams[video_index]
+            self.origin, self.duration = stream_times(stream)
+        self.header_duration = self.duration is not None
+        if self.duration is None:
+            first, end = video_end_by_demux(path, video_index)
+            self.origin = first if self.origin is None else self.origin
+            if end is not None and self.origin is not None:
+                self.duration = max(end - self.origin, Fraction(0))
+
+    def __iter__(self) -> Iterator[tuple[int, float, np.ndarray, bool]]:
+        converted: tuple[av.VideoFrame, np.ndarray] | None = None
+        for i, pts, frame in self._chosen():
+            new = converted is None or converted[0] is not frame
+            if new:
+                converted = (frame, self._to_rgb(frame))
+            yield i, float(pts), converted[1], new
+
+    def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
+        if self._size is None:
+            self._rotation = frame.rotation  # the display matrix's counter-clockwise angle
+            self._size = display_size(frame, self._sar, self._rotation, self.max_side)
+        width, height = self._size
+        rgb = frame.to_ndarray(format="rgb24", width=width, height=height, interpolation="AREA", threads=1)
+        if self._rotation % 360:
+            rgb = np.ascontiguousarray(np.rot90(rgb, k=round(self._rotation / 90) % 4))
+        return rgb
+
+    def _chosen(self) -> Iterator[tuple[int, Fraction, av.VideoFrame]]:
+        """(i, pts on the clip timeline in seconds, source frame) for every sample i."""
+        if self.duration is None:
+            return
+        n_samples = math.floor(self.duration * self.fps)
+        with av.open(self.path) as container:
+            stream = container.streams[self.index]
+            stream.codec_context.thread_count = self.threads
+            if self.threads > 1:
+                stream.thread_type = "AUTO"
+            self._sar = stream.codec_context.sample_aspect_ratio
+            tb = stream.time_base
+            origin = None if self.origin is None else math.floor(self.origin / tb)
+            i = 0
+            prev = prev_rel = prev_ticks = None
+            gap = None  # the last gap between frames, for a last frame without a duration
+            for frame in decoded_frames(container, stream, self.log):
+                ticks = frame.pts
+                if ticks is None:
+                    ticks = 0 if prev is None else prev_ticks + max(prev.duration or 1, 1)
+                if origin is None:
+                    origin = ticks
+                    self.origin = Fraction(ticks) * tb
+                if prev is not None and ticks <= prev_ticks:
+                    if ticks == prev_ticks:
+                        prev = frame  # the later frame with an equal pts wins
+                    continue
+                rel = Fraction(ticks - origin) * tb
+                while i < n_samples and Fraction(i) / self.fps < rel:
+                    yield (i, prev_rel, prev) if prev is not None else (i, rel, frame)
+                    i += 1
+                if prev_rel is not None:
+                    gap = rel - prev_rel
+                prev, prev_rel, prev_ticks = frame, rel, ticks
+                self.n_decoded += 1
+            if prev is None:
+                return
+            last = Fraction(prev.duration) * tb if prev.duration else (gap if gap is not None else 1 / self.fps)
+            self.end = prev_rel + last
+            self.truncated = self.header_duration and self.end < self.duration - TRUNCATION_TOLERANCE_S
+            while i < n_samples and (not self.truncated or Fraction(i) / self.fps < self.end):
+                yield i, prev_rel, prev
+                i += 1
+
+
+def sample_frames(
+    path: str | Path, *, fps: float = 5.0, max_side: int = 640, threads: int = 0
+) -> Iterator[tuple[int, float, np.ndarray]]:
+    """(i, pts_s, rgb) for every sample of the file's video stream, as the decode stage samples them.
+
+    rgb: (H, W, 3) uint8, longer side <= ``max_side``. For tools and tests that need whole frames;
+    raises when the file cannot be opened or has no video stream.
+    """
+    found = probe(str(path))
+    if found.video_index is None:
+        raise ValueError(f"{path}: no video stream")
+    sampler = VideoSampler(
+        str(path),
+        found.video_index,
+        fps=Fraction(fps).limit_denominator(1_000_000),
+        max_side=max_side,
+        threads=threads or usable_cpus(),
+    )
+    for i, pts, rgb, _ in sampler:
+        yield i, pts, rgb

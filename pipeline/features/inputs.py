@@ -1,0 +1,78 @@
+"""What the feature stage feeds each extractor, and the per-clip digest of that input.
+
+Each provider returns ``(clip_digest, inputs)``: ``clip_digest(clip_id)`` hashes everything of the
+clip's input that shapes its features (so a shard is recomputed exactly when one of its clips'
+inputs changed), and ``inputs(clip_ids)`` yields, for those clips, the extractor's input object
+or :class:`pipeline.shards.Unavailable` with the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator, Mapping
+from functools import lru_cache
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from pipeline.features import TextInput, unavailable_reason
+from pipeline.shards import Unavailable, file_digest
+
+Provider = tuple[Callable[[str], str], Callable[[list[str]], Iterator]]
+
+
+def digest(obj: object) -> str:
+    """sha256 of an object's canonical JSON."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def transcript_inputs(asr: str | Path) -> Provider:
+    """Over the transcripts table: a clip without speech gets text None and its ASR status."""
+    columns = ["clip_id", "text", "has_speech", "status"]
+    rows = {r["clip_id"]: r for r in pq.read_table(asr, columns=columns).to_pylist()}
+
+    def inputs(clip_ids: list[str]) -> Iterator:
+        for c in clip_ids:
+            r = rows.get(c)
+            if r is None:
+                yield Unavailable(c, "no transcript")
+            elif r["has_speech"]:
+                yield TextInput(c, r["text"], "")
+            else:
+                yield TextInput(c, None, r["status"])
+
+    return (lambda c: digest(rows.get(c))), inputs
+
+
+def decoded_inputs(modality: str, decoded: str | Path, status: Mapping[str, dict]) -> Provider:
+    """Over the decoded frames (visual) or audio shards; ``status`` rows by clip id."""
+    # Imported here: the text stage reads no decoded shards and must not depend on their reader.
+    from pipeline.decoded import iter_clip_audio, iter_clip_frames
+
+    kind, reader = ("frames", iter_clip_frames) if modality == "visual" else ("audio", iter_clip_audio)
+    source = {}
+    for path in sorted(Path(decoded).glob("audio-*.parquet")):  # audio shards hold one row per clip
+        for c in pq.read_table(path, columns=["clip_id"]).column(0).to_pylist():
+            source[c] = path.with_name(path.name.replace("audio-", f"{kind}-"))
+    file_hash = lru_cache(maxsize=None)(file_digest)
+
+    def clip_digest(c: str) -> str:
+        return digest([status.get(c), file_hash(source[c]) if c in source and source[c].is_file() else None])
+
+    def blocked(c: str) -> str:
+        row = status.get(c) or {}
+        return unavailable_reason(
+            modality,
+            faults=row.get("faults") or [],
+            n_frames=row.get("n_frames", 0),
+            has_audio=row.get("has_audio", True),
+        )
+
+    def inputs(clip_ids: list[str]) -> Iterator:
+        usable = [c for c in clip_ids if not blocked(c)]
+        yield from (Unavailable(c, blocked(c)) for c in clip_ids if blocked(c))
+        if usable:
+            yield from reader(decoded, clip_ids=usable)
+
+    return clip_digest, inputs

@@ -1,0 +1,118 @@
+"""The code layout keeps its promises: small modules and functions, and an edit reruns only the
+stages that use the edited code (checked with ``dvc status`` on a copy of the repository)."""
+
+from __future__ import annotations
+
+import ast
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import REPO
+
+CODE_DIRS = ("pipeline", "stages", "models", "benchmarks")
+MAX_MODULE_LINES = 500
+MAX_FUNCTION_LINES = 60
+
+
+def _sources() -> list[Path]:
+    return sorted(p for d in CODE_DIRS for p in (REPO / d).rglob("*.py"))
+
+
+def test_modules_and_functions_stay_small() -> None:
+    too_long = []
+    for path in _sources():
+        text = path.read_text(encoding="utf-8")
+        name = path.relative_to(REPO)
+        if text.count("\n") > MAX_MODULE_LINES:
+            too_long.append(f"{name}: {text.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    too_long.append(f"{name}:{node.lineno} {node.name}(): {length} lines")
+    assert too_long == []
+
+
+# Every output and data dependency of dvc.yaml, as placeholders: `dvc commit` records their hashes,
+# so `dvc status` afterwards reports exactly the stages whose code or params changed.
+PLACEHOLDERS = (
+    "data/params.ok",
+    "data/demo/labels.csv",
+    "data/manifest.parquet",
+    "data/decoded/audio-00000.parquet",
+    "data/decode_status.parquet",
+    "data/asr/transcripts.parquet",
+    "data/features/visual/train-00000.parquet",
+    "data/features/audio/train-00000.parquet",
+    "data/features/text/train-00000.parquet",
+    "data/model/config.json",
+    "eval/train/metrics.json",
+    "eval/train/plots/metrics/val_pearson.tsv",
+    "eval/metrics.json",
+    "eval/predictions.parquet",
+    "eval/submission.csv",
+    "eval/plots/robustness.csv",
+)
+
+
+def _run(repo: Path, *argv: str) -> str:
+    done = subprocess.run(argv, cwd=repo, capture_output=True, text=True)
+    assert done.returncode == 0, f"{' '.join(argv)}:\n{done.stderr}{done.stdout}"
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def committed_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The repository's files in a fresh git + DVC repo, with every stage committed as up to date."""
+    repo = tmp_path_factory.mktemp("layout") / "repo"
+    listed = _run(REPO, "git", "ls-files", "--cached", "--others", "--exclude-standard", "-z").split("\0")
+    for name in filter(None, listed):
+        source = REPO / name
+        if source.is_file():
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, repo / name)
+    for name in PLACEHOLDERS:
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text(f"placeholder {name}\n")
+    _run(repo, "git", "init", "-q")
+    _run(repo, sys.executable, "-m", "dvc", "commit", "-f", "-q")
+    return repo
+
+
+def _changed_after(repo: Path, edited: str) -> set[str]:
+    """Stages `dvc status` reports after appending a comment to ``edited`` (then restored)."""
+    path = repo / edited
+    original = path.read_bytes()
+    path.write_bytes(original + b"\n# an edit\n")
+    try:
+        return set(json.loads(_run(repo, sys.executable, "-m", "dvc", "status", "--json") or "{}"))
+    finally:
+        path.write_bytes(original)
+
+
+def test_the_committed_copy_is_up_to_date(committed_copy: Path) -> None:
+    assert json.loads(_run(committed_copy, sys.executable, "-m", "dvc", "status", "--json") or "{}") == {}
+
+
+@pytest.mark.parametrize(
+    ("edited", "stages"),
+    [
+        # The decoder's internals: ASR and the feature stages read only pipeline/decoded.py.
+        ("pipeline/decode/video.py", {"decode"}),
+        ("pipeline/decode/faults.py", {"decode"}),
+        # The decode output contract is read by ASR and by the visual and audio feature stages.
+        ("pipeline/decoded.py", {"decode", "asr", "features@visual", "features@audio"}),
+        ("pipeline/features/text.py", {"features@text"}),
+        ("models/ustc.py", {"train", "evaluate"}),
+        # Test fixtures are no stage's code; the demo's own modules are make_demo's.
+        ("tests/media.py", set()),
+        ("pipeline/demo/face.py", {"make_demo"}),
+    ],
+)
+def test_an_edit_reruns_only_the_stages_that_use_it(committed_copy: Path, edited: str, stages: set[str]) -> None:
+    assert _changed_after(committed_copy, edited) == stages
