@@ -331,3 +331,16 @@ def test_stage_rejects_bad_params(tmp_path: Path) -> None:
     bad.write_text("demo:\n  min_seconds: 9\n  max_seconds: 8\n")
     assert make_demo.main(["--params", str(bad), "--out", str(tmp_path / "out")]) == 2
     assert not (tmp_path / "out").exists()
+
+
+def test_stage_generates_nothing_when_the_demo_is_not_the_data_source(tmp_path: Path) -> None:
+    """A Hume or manifest run must not pay for the demo: the stage leaves only a note."""
+    params = tmp_path / "params.yaml"
+    out = tmp_path / "out"
+    (out / "clips").mkdir(parents=True)  # an earlier demo run's output is replaced, not kept
+    (out / "clips" / "demo_00000.mp4").write_bytes(b"old")
+    for source in ("hume", "manifest"):
+        params.write_text(f"data:\n  source: {source}\n  root: /somewhere\n")
+        assert make_demo.main(["--params", str(params), "--out", str(out)]) == 0
+        assert sorted(p.name for p in out.iterdir()) == ["SKIPPED"]
+        assert source in (out / "SKIPPED").read_text()
