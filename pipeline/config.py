@@ -74,6 +74,12 @@ class DecodeParams(_Section):
     # Longest side of the decoded frame; the resize happens inside the decoder (swscale).
     max_side: int = Field(default=640, ge=64)
     crop_size: int = Field(default=160, ge=32)
+    # Stored face crops: jpeg (quality crop_quality) or raw RGB. Measured on the 229 face crops of
+    # the real videos: JPEG 95 averages 9.1 KB against 76.8 KB raw, and the visual features of every
+    # crop stay within cosine 0.9992 of the raw crop's (at 90: 6.6 KB, but the face mesh flips on 1
+    # crop in 229, cosine 0.68); predict round-trips its crops through the same codec.
+    crop_format: Literal["jpeg", "raw"] = "jpeg"
+    crop_quality: int = Field(default=95, ge=1, le=100)
     # Extra border around the detected face box, as a fraction of the box side.
     crop_margin: float = Field(default=0.25, ge=0.0)
     # MediaPipe BlazeFace: short-range model, full-range model on frames where it finds no face.

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -55,8 +56,9 @@ STATUS_SCHEMA = pa.schema(
 )
 
 
-def frames_schema(crop_size: int) -> pa.Schema:
-    """Schema of ``frames-NNNNN.parquet``; the crop side is in the metadata key ``crop_size``."""
+def frames_schema(crop_size: int, crop_format: str = "raw") -> pa.Schema:
+    """Schema of ``frames-NNNNN.parquet``; the crop side and codec are in the metadata keys
+    ``crop_size`` and ``crop_format`` (a shard without the latter holds raw crops)."""
     return pa.schema(
         [
             pa.field("clip_id", pa.string(), nullable=False),
@@ -69,8 +71,28 @@ def frames_schema(crop_size: int) -> pa.Schema:
             pa.field("face_box", pa.list_(pa.float32(), 4), nullable=False),
             pa.field("crop", pa.binary()),
         ],
-        metadata={b"crop_size": str(crop_size).encode()},
+        metadata={b"crop_size": str(crop_size).encode(), b"crop_format": crop_format.encode()},
     )
+
+
+def encode_crop(rgb: np.ndarray, crop_format: str, quality: int) -> bytes:
+    """A (S, S, 3) uint8 RGB crop as stored: JPEG bytes (deterministic for the same input) or raw."""
+    if crop_format == "raw":
+        return np.ascontiguousarray(rgb).tobytes()
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("JPEG encoding of a face crop failed")
+    return data.tobytes()
+
+
+def decode_crop(data: bytes, crop_format: str, size: int) -> np.ndarray:
+    """Inverse of :func:`encode_crop`: (size, size, 3) uint8 RGB."""
+    if crop_format == "raw":
+        return np.frombuffer(data, np.uint8).reshape(size, size, 3)
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None or bgr.shape != (size, size, 3):
+        raise ValueError(f"a stored face crop does not decode to {size}x{size} RGB")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def frames_path(out_dir: str | Path, shard: int) -> Path:
@@ -148,8 +170,8 @@ def iter_clip_frames(decoded_dir: str | Path, clip_ids: Iterable[str] | None = N
 class _ClipFrames:
     """The rows of one clip gathered across record batches."""
 
-    def __init__(self, clip_id: str, size: int) -> None:
-        self.clip_id, self.size = clip_id, size
+    def __init__(self, clip_id: str, size: int, crop_format: str) -> None:
+        self.clip_id, self.size, self.crop_format = clip_id, size, crop_format
         self.times: list[np.ndarray] = []
         self.scores: list[np.ndarray] = []
         self.crops: list[np.ndarray | None] = []
@@ -158,7 +180,7 @@ class _ClipFrames:
         self.times.append(batch.column("time_s").to_numpy()[start:stop])
         self.scores.append(batch.column("face_score").to_numpy()[start:stop])
         self.crops.extend(
-            None if raw is None else np.frombuffer(raw, np.uint8).reshape(self.size, self.size, 3)
+            None if raw is None else decode_crop(raw, self.crop_format, self.size)
             for raw in batch.column("crop")[start:stop].to_pylist()
         )
 
@@ -174,7 +196,8 @@ class _ClipFrames:
 def _frame_groups(path: Path, wanted: set[str]) -> Iterator[VisualInput]:
     """The clips of one frames shard, in file order, rows of a clip being contiguous."""
     handle = pq.ParquetFile(path)
-    size = int(handle.schema_arrow.metadata[b"crop_size"])
+    meta = handle.schema_arrow.metadata
+    size, crop_format = int(meta[b"crop_size"]), meta.get(b"crop_format", b"raw").decode()
     current: _ClipFrames | None = None
     value_set = pa.array(sorted(wanted), pa.string())
     for batch in handle.iter_batches(batch_size=FRAME_ROW_GROUP, columns=["clip_id", "time_s", "face_score", "crop"]):
@@ -187,7 +210,7 @@ def _frame_groups(path: Path, wanted: set[str]) -> Iterator[VisualInput]:
             if current is None or ids[start] != current.clip_id:
                 if current is not None:
                     yield current.finish()
-                current = _ClipFrames(ids[start], size)
+                current = _ClipFrames(ids[start], size, crop_format)
             current.add(batch, start, stop)
     if current is not None:
         yield current.finish()

@@ -16,7 +16,7 @@ from pipeline.decode.faces import FaceDetector, crop_face
 from pipeline.decode.faults import Observations, classify
 from pipeline.decode.probe import Probe, StreamLog, describe, probe
 from pipeline.decode.video import VideoSampler
-from pipeline.decoded import FRAME_ROW_GROUP, AudioInput, VisualInput
+from pipeline.decoded import FRAME_ROW_GROUP, AudioInput, VisualInput, decode_crop, encode_crop
 from pipeline.runtime import usable_cpus
 
 
@@ -47,7 +47,7 @@ class FrameRows:
     pts_s: np.ndarray  # (n,) float64, pts of the chosen source frame, clip timeline
     face_score: np.ndarray  # (n,) float32, 0 where no face
     face_box: np.ndarray  # (n, 4) float32 x0, y0, x1, y1 in decoded-frame pixels; NaN where no face
-    crops: list[np.ndarray | None]  # n entries, (S, S, 3) uint8 RGB or None
+    crops: list[bytes | None]  # n entries: the stored crop (encode_crop: JPEG or raw RGB) or None
 
 
 @dataclass
@@ -225,7 +225,7 @@ class ClipDecoder:
                     current = (0.0, None, None)
                     if face is not None:
                         crop = crop_face(rgb, face.box, size=params.crop_size, margin=params.crop_margin)
-                        current = (face.score, face.box, crop)
+                        current = (face.score, face.box, encode_crop(crop, params.crop_format, params.crop_quality))
             except Exception as error:
                 raise _DecodeFailure() from error
             batch.append((index, pts, *current))
@@ -256,7 +256,9 @@ def decode_clip(path: str | Path, params: DecodeParams, *, clip_id: str | None =
     """Decode one file in memory (frames, face crops, audio, status), as the decode stage does.
 
     For predicting on a single video; a 20-minute clip holds its 6,000 crops (460 MB at 160 px)
-    in memory here, the stage streams them to disk instead. ``clip_id`` defaults to the file stem.
+    in memory here, the stage streams them to disk instead. Crops go through the stored codec
+    (``decode.crop_format``), so they are exactly what the stage's readers return. ``clip_id``
+    defaults to the file stem.
     """
     clip_id = Path(path).stem if clip_id is None else clip_id
     batches: list[FrameRows] = []
@@ -269,7 +271,12 @@ def decode_clip(path: str | Path, params: DecodeParams, *, clip_id: str | None =
     visual = VisualInput(
         clip_id=clip_id,
         times=joined("time_s", np.zeros(0, np.float64)),
-        crops=[crop for b in batches for crop in b.crops],
+        # Through the stored codec, as the stage's readers return them: predict sees what training saw.
+        crops=[
+            None if c is None else decode_crop(c, params.crop_format, params.crop_size)
+            for b in batches
+            for c in b.crops
+        ],
         face_scores=joined("face_score", np.zeros(0, np.float32)),
     )
     return DecodedClip(
