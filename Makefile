@@ -10,7 +10,7 @@ STAMP := $(VENV)/.emi-installed
 # eval/metrics.json with the baseline committed on main (README, "CI metrics gate").
 CI_SIZE := -S demo.n_train=48 -S demo.n_valid=24 -S demo.n_test=12
 
-.PHONY: setup demo test lint grid ci-gate ci-baseline clean-data
+.PHONY: setup demo test lint grid bench-scale ci-gate ci-baseline clean-data
 
 setup: $(STAMP)
 
@@ -32,6 +32,10 @@ lint: setup
 # The papers' ablation tables on the configured dataset (run `make demo` and commit dvc.lock first).
 grid: setup
 	PATH="$(BIN):$$PATH" python -m pipeline.grid run
+
+# Every heavy stage on a Hume-like corpus beside its floor (README "Scale"); about an hour here.
+bench-scale: setup
+	PATH="$(BIN):$$PATH" python -m benchmarks.bench_scale $(SCALE_ARGS)
 
 ci-gate: setup
 	PATH="$(BIN):$$PATH" dvc exp run $(CI_SIZE)
