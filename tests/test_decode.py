@@ -276,7 +276,15 @@ def test_random_bytes_and_missing_file_are_corrupt(decoder: ClipDecoder, tmp_pat
 
 
 def test_status_priority_order() -> None:
-    assert STATUS_PRIORITY == ("corrupt", "too_short", "no_video_stream", "no_audio_stream", "silent_audio", "no_face")
+    assert STATUS_PRIORITY == (
+        "corrupt",
+        "error",
+        "too_short",
+        "no_video_stream",
+        "no_audio_stream",
+        "silent_audio",
+        "no_face",
+    )
 
 
 # ------------------------------------------------------------------------------ stage
@@ -404,8 +412,8 @@ def test_a_worker_crash_costs_only_its_clip(tmp_path: Path) -> None:
     lines = []
     reports = decode_manifest(clips, out, DecodeParams(workers=2, clips_per_shard=2), log=lines.append)
     assert [r.clip_id for r in reports] == ["g0", "boom", "g1", "g2"]
-    assert [r.status for r in reports] == ["no_face", "corrupt", "no_face", "no_face"]
-    assert "crashed" in reports[1].message and reports[0].n_frames == 5
+    assert [r.status for r in reports] == ["no_face", "error", "no_face", "no_face"]
+    assert "died on this file twice" in reports[1].message and reports[0].n_frames == 5
     assert any("died on clip boom" in line for line in lines)
     assert [a.clip_id for a in iter_clip_audio(out)] == ["g0", "boom", "g1", "g2"]
     assert [len(v.times) for v in iter_clip_frames(out)] == [5, 0, 5, 5]
