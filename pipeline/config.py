@@ -300,7 +300,7 @@ class RuntimeParams(_Section):
     # ray: Ray tasks and actors, on a local Ray started for the stage or on ray_address's cluster.
     executor: Literal["local", "ray"] = "local"
     # null starts a local Ray on this machine for each stage run (stopped after it); else the address
-    # of a running cluster: "auto" (this node belongs to it), "<head>:6379" or "ray://<head>:10001".
+    # of a running cluster that this machine has joined (`ray start`): "auto" or "<head>:6379".
     ray_address: str | None = None
     # CPUs of one Ray worker (actor) per stage: its thread count. null: the local executor's share
     # of the stage's machine (CPUs // decode.workers, CPUs // asr.workers, all CPUs for a feature

@@ -80,12 +80,18 @@ def ray_session(address: str | None) -> Iterator[None]:
 
 def worker_env() -> dict[str, str]:
     """Environment variables of the stage's workers: this repository first on the import path (a
-    worker must run this checkout's code, not an installed copy), offline model flags, quiet OpenMP."""
+    worker must run this checkout's code, not an installed copy), offline model flags, and the
+    OpenMP settings of a local worker process on this machine."""
     root = str(Path(__file__).resolve().parents[1])
     env = {name: os.environ[name] for name in FORWARDED_ENV if name in os.environ}
     paths = [root, *(p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != root)]
     env["PYTHONPATH"] = os.pathsep.join(paths)
     env["OMP_WAIT_POLICY"] = os.environ.get("OMP_WAIT_POLICY", "PASSIVE")
+    # Ray sets OMP_NUM_THREADS to a worker's CPUs; a local process leaves OpenMP (and OpenBLAS) at
+    # this machine's CPUs. CTranslate2 runs some work on that pool besides its cpu_threads, and its
+    # Whisper decoder's float rounding follows the pool's size (ASR word probabilities moved by
+    # ~0.01 with 1 against 2 threads): keep the local size, so the bytes are a local run's.
+    env["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS") or str(usable_cpus())
     return env
 
 

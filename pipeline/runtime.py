@@ -284,6 +284,7 @@ def run_units(
                 broken.append(futures[future])
     order = {id(unit): k for k, unit in enumerate(units)}
     for unit in sorted(broken, key=lambda u: order[id(u)]):
+        log(f"{unit.name}: its worker died; running it again alone")
         yield unit.key, _run_alone(ex, fn, unit, initializer, initargs, log)
 
 
