@@ -6,6 +6,8 @@ modality's input (visual: decoded frames, audio: decoded audio, text: transcript
 recomputed only when its fingerprint changes: params of the modality, dtype, model, device, project
 code, package versions, and per clip its id, decode status and input (hash of its decoded shard
 file, or of its transcript row). Killed runs resume: finished shards are kept (``pipeline.shards``).
+Shards are computed in this process (``runtime.executor: local``) or by Ray actors that each load
+the extractor once (``ray``, ``pipeline.features.pooled``), with the same thread count and bytes.
 """
 
 from __future__ import annotations
