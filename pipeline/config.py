@@ -294,6 +294,32 @@ class GridParams(_Section):
     seeds: int = Field(default=3, ge=1)
 
 
+# ------------------------------------------------------------------------------------ runtime
+class RuntimeParams(_Section):
+    """Where decode, asr and the feature stages run their units of work (``pipeline/runtime.py``).
+
+    No stage's outputs depend on it (the same inputs give byte-identical shards under both
+    executors), so no stage tracks it: switching it alone reruns nothing.
+    """
+
+    # local: this machine's process pool (decode, asr) or the stage's own process (features);
+    # ray: Ray tasks and actors, on a local Ray started for the stage or on ray_address's cluster.
+    executor: Literal["local", "ray"] = "local"
+    # null starts a local Ray on this machine for each stage run (stopped after it); else the address
+    # of a running cluster that this machine has joined (`ray start`): "auto" or "<head>:6379".
+    ray_address: str | None = None
+    # CPUs of one Ray worker (actor) per stage: its thread count. null: the local executor's share
+    # of the stage's machine (CPUs // decode.workers, CPUs // asr.workers, all CPUs for a feature
+    # stage), so threads, and with them the output bytes, are a local run's (the Whisper encoder,
+    # MiniLM and CTranslate2's decoder give other float rounding with other thread counts).
+    decode_cpus: int | None = Field(default=None, ge=1)
+    asr_cpus: int | None = Field(default=None, ge=1)
+    features_cpus: int | None = Field(default=None, ge=1)
+    # GPUs of one model actor (fractions share a GPU); 0 runs the model on CPU.
+    asr_gpus: float = Field(default=0.0, ge=0.0)
+    features_gpus: float = Field(default=0.0, ge=0.0)
+
+
 class Params(_Section):
     data: DataParams = DataParams()
     demo: DemoParams = DemoParams()
@@ -305,6 +331,7 @@ class Params(_Section):
     evaluate: EvaluateParams = EvaluateParams()
     gate: GateParams = GateParams()
     grid: GridParams = GridParams()
+    runtime: RuntimeParams = RuntimeParams()
 
 
 # Which params sections each stage reads (dotted prefixes). dvc.yaml must track exactly the
@@ -321,6 +348,15 @@ STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "train": ("fusion", "train"),
     # evaluate rebuilds the model from data/model/config.json, so fusion.* reaches it through train.
     "evaluate": ("evaluate",),
+}
+
+# A stage may also read sections it must not track, listed in UNTRACKED_SECTIONS: ``runtime`` says
+# where the heavy stages run their work, not what they compute (the same inputs give byte-identical
+# outputs under either executor), so `-S runtime.executor=ray` alone must rerun nothing and
+# `dvc exp run --force -S runtime.executor=ray` reruns everything with Ray. tests/test_dvc_yaml.py
+# checks that no stage tracks them.
+UNTRACKED_SECTIONS: dict[str, tuple[str, ...]] = {
+    stage: ("runtime",) for stage in ("decode", "asr", "features@visual", "features@audio", "features@text")
 }
 
 

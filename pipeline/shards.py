@@ -13,6 +13,8 @@ the same inputs give byte-identical files). An unavailable record has T = 0 and 
 :func:`build_shards` is the resumable runner behind ``stages/features.py``: a shard whose final file
 carries the expected fingerprint is kept, any other is computed and written atomically, so a killed
 run keeps its finished shards and redoes only the rest; files not in the plan are removed at the end.
+Shards are computed in the stage's process (local executor) or by workers that each load the
+extractor once (Ray executor, ``pipeline.features.pooled``); either way the bytes are the same.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -38,6 +40,8 @@ from pipeline.features import ClipFeatures, FeatureExtractor
 DTYPES: dict[str, pa.DataType] = {"float16": pa.float16(), "float32": pa.float32()}
 # Reason prefix of clips whose extraction raised, and the fingerprint mark of shards holding them.
 ERROR_PREFIX = "error: "
+# The reason of a clip skipped because it killed the worker extracting it twice (runtime.run_units).
+CRASHED = f"{ERROR_PREFIX}the worker process died on this clip twice (a crash in native code or the OOM killer)"
 INCOMPLETE_PREFIX = "incomplete:"
 # Clips per Parquet row group: a reader asking for a few clips decodes only their row groups.
 ROW_GROUP_CLIPS = 32
@@ -313,31 +317,116 @@ def extract_robustly(extractor: FeatureExtractor, inputs: list) -> list[ClipFeat
     ]
 
 
+def crash_marker(out_dir: str | os.PathLike[str], name: str) -> Path:
+    """Scratch file where a worker computing shard ``name`` writes the positions of the clips it is
+    extracting (``pipeline.runtime.run_units`` reads it when the worker dies)."""
+    return Path(out_dir) / f".progress-{name.removesuffix('.parquet')}"
+
+
 def _compute(
-    task: ShardTask, *, extractor: FeatureExtractor, inputs: InputProvider, chunk_clips: int, bar: tqdm
+    task: ShardTask,
+    *,
+    extractor: FeatureExtractor,
+    inputs: InputProvider,
+    chunk_clips: int,
+    bar: tqdm,
+    crashes: Crashes,
 ) -> list[ClipFeatures]:
-    done: dict[str, ClipFeatures] = {}
+    position = {c: k for k, c in enumerate(task.clip_ids)}
+    done = {c: ClipFeatures.missing(c, extractor.dim, CRASHED) for c in task.clip_ids if position[c] in crashes.crashed}
     pending: list = []
 
     def flush() -> None:
+        if crashes.marker is not None:
+            crashes.marker.write_text(" ".join(str(position[item.clip_id]) for item in pending))
         for rec in extract_robustly(extractor, pending):
             done[rec.clip_id] = rec
+        if crashes.marker is not None:
+            crashes.marker.unlink()
         bar.update(len(pending))
         pending.clear()
 
-    for item in inputs(task.clip_ids):
+    for item in inputs([c for c in task.clip_ids if c not in done]):
         if isinstance(item, Unavailable):
             done[item.clip_id] = ClipFeatures.missing(item.clip_id, extractor.dim, item.reason)
             bar.update(1)
             continue
+        alone = position[item.clip_id] in crashes.isolate
+        if alone and pending:
+            flush()
         pending.append(item)
-        if len(pending) >= chunk_clips:
+        if alone or len(pending) >= chunk_clips:
             flush()
     if pending:
         flush()
     absent = [c for c in task.clip_ids if c not in done]
     bar.update(len(absent))
     return [done.get(c) or ClipFeatures.missing(c, extractor.dim, "no decoded input") for c in task.clip_ids]
+
+
+@dataclass(frozen=True)
+class Crashes:
+    """What earlier attempts at a shard left (``pipeline.runtime.Unit``): clips that killed the
+    worker (skipped as errors), clips to extract one at a time, and the marker to write (None in
+    the stage's own process, where nothing can be retried)."""
+
+    crashed: frozenset[int] = frozenset()
+    isolate: frozenset[int] = frozenset()
+    marker: Path | None = None
+
+
+@dataclass(frozen=True)
+class ShardOutcome:
+    """A computed shard: its name and the availability of its clips."""
+
+    name: str
+    available: int
+    reasons: dict[str, int]  # missing-record reasons
+
+
+def compute_shard(
+    task: ShardTask,
+    out_dir: str | os.PathLike[str],
+    *,
+    extractor: FeatureExtractor,
+    inputs: InputProvider,
+    dtype: str,
+    chunk_clips: int,
+    bar: tqdm | None = None,
+    crashes: Crashes | None = None,
+) -> ShardOutcome:
+    """Compute ``task``'s records and write its shard atomically into ``out_dir``."""
+    crashes = crashes or Crashes()
+    bar = bar if bar is not None else tqdm(disable=True)
+    records = _compute(task, extractor=extractor, inputs=inputs, chunk_clips=chunk_clips, bar=bar, crashes=crashes)
+    errors = [r.reason for r in records if r.reason.startswith(ERROR_PREFIX)]
+    raised = [reason for reason in errors if reason != CRASHED]
+    if raised and len(raised) == len(records):
+        raise RuntimeError(f"{task.name}: extraction failed for every clip, first: {raised[0]}")
+    write_shard(
+        Path(out_dir) / task.name,
+        records,
+        modality=extractor.modality,
+        model_name=extractor.model_name,
+        dim=extractor.dim,
+        dtype=dtype,
+        # A shard with failed clips is kept for downstream stages but never matches its
+        # fingerprint, so the next run retries it (the failure may have been transient).
+        fingerprint=f"{INCOMPLETE_PREFIX}{task.fingerprint}" if errors else task.fingerprint,
+    )
+    reasons: dict[str, int] = {}
+    for rec in records:
+        if not rec.available:
+            reasons[rec.reason] = reasons.get(rec.reason, 0) + 1
+    return ShardOutcome(task.name, sum(r.available for r in records), reasons)
+
+
+class ShardRunner(Protocol):
+    """Computes and writes shards somewhere else than in this process (``pipeline.features.pooled``)."""
+
+    def run(
+        self, todo: Sequence[ShardTask], out_dir: Path, *, dtype: str, chunk_clips: int, bar: tqdm
+    ) -> Iterator[ShardOutcome]: ...
 
 
 def build_shards(
@@ -349,17 +438,19 @@ def build_shards(
     dtype: str,
     chunk_clips: int,
     progress: bool = True,
+    runner: ShardRunner | None = None,
 ) -> BuildReport:
     """Bring ``out_dir`` to exactly the shards of ``tasks``.
 
     ``inputs(clip_ids)`` yields, for those clips, the extractor's input objects or
     :class:`Unavailable`; the extractor sees ``chunk_clips`` clips per ``extract_batch`` call.
-    A shard whose file already carries its task's fingerprint is skipped. Leftover temporary
-    files of killed runs and shards not in ``tasks`` are deleted.
+    A shard whose file already carries its task's fingerprint is skipped. The others are computed
+    here, one after the other, or by ``runner`` (workers with their own extractor). Leftover
+    temporary files of killed runs and shards not in ``tasks`` are deleted.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for tmp in out_dir.glob(".*.tmp"):
+    for tmp in [*out_dir.glob(".*.tmp"), *out_dir.glob(".progress-*")]:
         tmp.unlink()
     report = BuildReport()
     todo = []
@@ -372,28 +463,20 @@ def build_shards(
     with tqdm(
         total=total, unit="clip", desc=f"features@{extractor.modality}", disable=not progress, file=sys.stderr
     ) as bar:
-        for task in todo:
-            records = _compute(task, extractor=extractor, inputs=inputs, chunk_clips=chunk_clips, bar=bar)
-            errors = [r.reason for r in records if r.reason.startswith(ERROR_PREFIX)]
-            if errors and len(errors) == len(records):
-                raise RuntimeError(f"{task.name}: extraction failed for every clip, first: {errors[0]}")
-            write_shard(
-                out_dir / task.name,
-                records,
-                modality=extractor.modality,
-                model_name=extractor.model_name,
-                dim=extractor.dim,
-                dtype=dtype,
-                # A shard with failed clips is kept for downstream stages but never matches its
-                # fingerprint, so the next run retries it (the failure may have been transient).
-                fingerprint=f"{INCOMPLETE_PREFIX}{task.fingerprint}" if errors else task.fingerprint,
-            )
-            report.computed.append(task.name)
-            for rec in records:
-                if rec.available:
-                    report.available += 1
-                else:
-                    report.reasons[rec.reason] = report.reasons.get(rec.reason, 0) + 1
+        if runner is None:
+            options = dict(extractor=extractor, inputs=inputs, dtype=dtype, chunk_clips=chunk_clips, bar=bar)
+            outcomes = (compute_shard(task, out_dir, **options) for task in todo)
+        else:
+            outcomes = runner.run(todo, out_dir, dtype=dtype, chunk_clips=chunk_clips, bar=bar)
+        for outcome in outcomes:
+            report.computed.append(outcome.name)
+            report.available += outcome.available
+            for reason, count in outcome.reasons.items():
+                report.reasons[reason] = report.reasons.get(reason, 0) + count
+    order = {t.name: k for k, t in enumerate(tasks)}
+    report.computed.sort(key=order.__getitem__)
+    for leftover in [*out_dir.glob(".*.tmp"), *out_dir.glob(".progress-*")]:  # left by dead workers
+        leftover.unlink()
     planned = {t.name for t in tasks}
     for stale in shard_paths(out_dir):
         if stale.name not in planned:

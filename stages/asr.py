@@ -11,9 +11,10 @@ from collections.abc import Iterator
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from pipeline import runtime
 from pipeline.asr import AsrClip, AsrModelError, Transcript, recognizer_device, transcribe_clips, transcripts_table
 from pipeline.atomic import write_parquet
-from pipeline.config import ParamsError, load_params
+from pipeline.config import AsrParams, ParamsError, load_params
 from pipeline.decoded import iter_clip_audio
 
 
@@ -25,11 +26,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="transcripts Parquet file to write")
     args = parser.parse_args(argv)
     try:
-        params = load_params(args.params).asr
+        everything = load_params(args.params)
     except ParamsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    device = recognizer_device(params.backend)
+    params = everything.asr
+    with runtime.executor(everything.runtime, "asr", workers=params.workers) as executor:
+        return _run(args, params, executor)
+
+
+def _run(args: argparse.Namespace, params: AsrParams, executor: runtime.Executor) -> int:
+    device = executor.device(lambda: recognizer_device(params.backend))
 
     # The status table has exactly one row per manifest clip: it fixes the output's rows and order.
     status = pq.read_table(args.status, columns=["clip_id", "status", "message", "faults"]).to_pylist()
@@ -54,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     done: dict[str, Transcript] = {}
     progress = tqdm(total=len(status), desc="asr", unit="clip", file=sys.stderr)
     try:
-        for transcript in transcribe_clips(clips(), params, device=device, workers=params.workers):
+        for transcript in transcribe_clips(clips(), params, device=device, workers=params.workers, executor=executor):
             done[transcript.clip_id] = transcript
             progress.update()
     except AsrModelError as error:
@@ -73,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     counts = Counter(row.status for row in rows)
     speed = f", {audio_seconds / elapsed:.1f}x real time" if elapsed > 0 and audio_seconds else ""
     print(
-        f"asr: {len(rows)} clips with {params.backend} {params.model} on {device} in {elapsed:.1f} s{speed}; "
+        f"asr: {len(rows)} clips with {params.backend} {params.model} on {device} ({executor.name} executor) "
+        f"in {elapsed:.1f} s{speed}; "
         f"status {dict(sorted(counts.items()))}; with speech {sum(r.has_speech for r in rows)}"
     )
     return 0

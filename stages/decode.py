@@ -15,6 +15,7 @@ from collections import Counter
 
 import pyarrow.parquet as pq
 
+from pipeline import runtime
 from pipeline.atomic import write_parquet
 from pipeline.config import ParamsError, load_params
 from pipeline.decode import decode_manifest, status_table
@@ -28,19 +29,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--status", required=True, help="status Parquet file to write")
     args = parser.parse_args(argv)
     try:
-        params = load_params(args.params).decode
+        everything = load_params(args.params)
     except ParamsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    params = everything.decode
     manifest = pq.read_table(args.manifest, columns=["clip_id", "path", "split"])
     ids = manifest.column("clip_id").to_pylist()
     paths = manifest.column("path").to_pylist()
     splits = manifest.column("split").to_pylist()
 
     start = time.perf_counter()
-    reports = decode_manifest(
-        list(zip(ids, paths, strict=True)), args.out, params, log=lambda line: print(line, flush=True)
-    )
+    with runtime.executor(everything.runtime, "decode", workers=params.workers) as executor:
+        reports = decode_manifest(
+            list(zip(ids, paths, strict=True)),
+            args.out,
+            params,
+            log=lambda line: print(line, flush=True),
+            executor=executor,
+        )
     table = status_table(reports, splits, paths)
     if table.num_rows != manifest.num_rows or table.column("clip_id").to_pylist() != ids:
         raise RuntimeError("decode lost or reordered clips: status rows do not match the manifest")
@@ -51,11 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     counts = Counter(r.status for r in reports)
     print(
         f"decode: {len(reports)} clips ({media:.0f} s of media) in {seconds:.1f} s "
-        f"({media / max(seconds, 1e-9):.1f}x real time), workers={params.workers}: {dict(sorted(counts.items()))}"
+        f"({media / max(seconds, 1e-9):.1f}x real time), executor {everything.runtime.executor}: "
+        f"{dict(sorted(counts.items()))}"
     )
     for report in reports:
-        if report.status == "corrupt":
-            print(f"  {report.clip_id}: corrupt: {report.message}")
+        if report.status in ("corrupt", "error"):
+            print(f"  {report.clip_id}: {report.status}: {report.message}")
     return 0
 
 

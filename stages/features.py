@@ -6,6 +6,8 @@ modality's input (visual: decoded frames, audio: decoded audio, text: transcript
 recomputed only when its fingerprint changes: params of the modality, dtype, model, device, project
 code, package versions, and per clip its id, decode status and input (hash of its decoded shard
 file, or of its transcript row). Killed runs resume: finished shards are kept (``pipeline.shards``).
+Shards are computed in this process (``runtime.executor: local``) or by Ray actors that each load
+the extractor once (``ray``, ``pipeline.features.pooled``), with the same thread count and bytes.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ import sys
 import pyarrow.parquet as pq
 
 from pipeline import runtime
-from pipeline.config import ParamsError, load_params
+from pipeline.config import FeatureParams, ParamsError, load_params
 from pipeline.features import build_extractor
-from pipeline.features.inputs import decoded_inputs, transcript_inputs
+from pipeline.features.inputs import provider
+from pipeline.features.pooled import ExtractorSpec, PooledShards, init_worker
 from pipeline.shards import build_shards, code_and_versions, fingerprint_tasks, plan_shards
 
 SPLITS = ("train", "valid", "test")
@@ -45,27 +48,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="folder of this modality's shards")
     args = parser.parse_args(argv)
     try:
-        features = load_params(args.params).features
+        params = load_params(args.params)
     except ParamsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    runtime.passive_openmp()
-    import torch  # after passive_openmp: OpenMP reads its settings when torch loads it
+    with runtime.executor(params.runtime, "features") as executor:
+        return _run(args, params.features, executor)
 
-    modality, section = args.modality, getattr(features, args.modality)
+
+def _run(args: argparse.Namespace, features: FeatureParams, executor: runtime.Executor) -> int:
     # A fixed thread count and deterministic kernels: the same inputs give byte-identical shards.
-    torch.set_num_threads(runtime.usable_cpus())
-    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
-    device = runtime.torch_device()
+    runtime.deterministic_torch(runtime.usable_cpus())
+    modality, section = args.modality, getattr(features, args.modality)
+    device = executor.device(runtime.torch_device)
 
     manifest = pq.read_table(args.manifest, columns=["clip_id", "split"]).to_pylist()
-    columns = ["clip_id", "status", "faults", "n_frames", "has_audio"]
-    status = {r["clip_id"]: r for r in pq.read_table(args.status, columns=columns).to_pylist()}
-    if modality == "text":
-        clip_digest, inputs = transcript_inputs(args.asr)
-    else:
-        clip_digest, inputs = decoded_inputs(modality, args.decoded, status)
-    extractor = build_extractor(modality, section, device=device)
+    clip_digest, inputs = provider(modality, decoded=args.decoded, status=args.status, asr=args.asr)
+    # With remote workers this copy only names the model (on CPU); the workers load their own.
+    extractor = build_extractor(modality, section, device="cpu" if executor.remote else device)
     modules = ("stages.features", "pipeline.shards", "pipeline.features", "pipeline.features.inputs", *CODE[modality])
     config = {
         "modality": modality, "params": section.model_dump(), "dtype": features.dtype,
@@ -75,14 +75,24 @@ def main(argv: list[str] | None = None) -> int:
     tasks = fingerprint_tasks(
         plan_shards(ids_by_split, features.clips_per_shard), config=config, clip_digest=clip_digest
     )
+    runner = None
+    if executor.remote:
+        spec = ExtractorSpec(modality, section, device, args.decoded, args.status, args.asr)
+        runner = PooledShards(executor, modality, init_worker, (spec,))
     report = build_shards(
-        args.out, tasks, extractor=extractor, inputs=inputs, dtype=features.dtype, chunk_clips=section.batch_size
+        args.out,
+        tasks,
+        extractor=extractor,
+        inputs=inputs,
+        dtype=features.dtype,
+        chunk_clips=section.batch_size,
+        runner=runner,
     )
     print(
-        f"features@{modality}: {extractor.model_name} ({extractor.dim}-d, {features.dtype}) on {device}: "
-        f"{len(tasks)} shards for {len(manifest)} clips; computed {len(report.computed)}, up to date "
-        f"{len(report.skipped)}, removed {len(report.removed)} stale; of computed clips {report.available} "
-        f"available, missing {report.reasons}"
+        f"features@{modality}: {extractor.model_name} ({extractor.dim}-d, {features.dtype}) on {device} "
+        f"({executor.name} executor): {len(tasks)} shards for {len(manifest)} clips; computed "
+        f"{len(report.computed)}, up to date {len(report.skipped)}, removed {len(report.removed)} stale; "
+        f"of computed clips {report.available} available, missing {report.reasons}"
     )
     return 0
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +32,19 @@ def realdata() -> Path:
 @pytest.fixture
 def repo_root() -> Path:
     return REPO
+
+
+@pytest.fixture(scope="session")
+def local_ray() -> Iterator[None]:
+    """One local Ray for the whole session, started the way a stage starts one: this machine's
+    CPUs, every server on 127.0.0.1, a short temporary folder removed at the end. Stages run in
+    this process use it (``pipeline.ray_executor.ray_session`` keeps a running Ray)."""
+    if importlib.util.find_spec("ray") is None:
+        pytest.skip("ray is not installed (make setup installs it)")
+    from pipeline.ray_executor import ray_session
+
+    with ray_session(None):
+        yield
 
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

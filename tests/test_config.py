@@ -8,7 +8,16 @@ import sys
 import pytest
 import yaml
 
-from pipeline.config import ALL_KEYS, Params, ParamsError, load_params, parse_params, stage_keys
+from pipeline.config import (
+    ALL_KEYS,
+    STAGE_SECTIONS,
+    UNTRACKED_SECTIONS,
+    Params,
+    ParamsError,
+    load_params,
+    parse_params,
+    stage_keys,
+)
 
 from .conftest import REPO
 
@@ -54,6 +63,20 @@ def test_bad_value_names_key_and_value() -> None:
         parse_params({"decode": {"fps": -1}})
     with pytest.raises(ParamsError, match="fusion.model"):
         parse_params({"fusion": {"model": "tamei"}})
+
+
+def test_runtime_section_is_validated_and_tracked_by_no_stage() -> None:
+    assert parse_params({"runtime": {"executor": "ray", "features_gpus": 0.5}}).runtime.executor == "ray"
+    with pytest.raises(ParamsError, match="runtime.executor"):
+        parse_params({"runtime": {"executor": "dask"}})
+    with pytest.raises(ParamsError, match="did you mean 'runtime.ray_address'"):
+        parse_params({"runtime": {"ray_adress": "auto"}})
+    with pytest.raises(ParamsError, match="runtime.decode_cpus"):
+        parse_params({"runtime": {"decode_cpus": 0}})
+    runtime_keys = [k for k in ALL_KEYS if k.startswith("runtime.")]
+    assert "runtime.executor" in runtime_keys
+    assert not any(k in runtime_keys for stage in STAGE_SECTIONS for k in stage_keys(stage))
+    assert set(UNTRACKED_SECTIONS) == {"decode", "asr", "features@visual", "features@audio", "features@text"}
 
 
 def test_stage_keys_are_prefix_closed() -> None:

@@ -10,7 +10,7 @@ import sys
 import pytest
 import yaml
 
-from pipeline.config import ALL_KEYS, STAGE_SECTIONS, stage_keys
+from pipeline.config import ALL_KEYS, STAGE_SECTIONS, UNTRACKED_SECTIONS, stage_keys
 
 from .conftest import REPO
 
@@ -43,6 +43,16 @@ def _leaves(declared: list[str]) -> list[str]:
 def test_stage_tracks_exactly_the_params_it_reads(stage: str) -> None:
     declared = [p for p in STAGES[stage].get("params", []) if isinstance(p, str)]
     assert sorted(_leaves(declared)) == sorted(stage_keys(stage))
+
+
+def test_untracked_sections_are_read_but_never_tracked() -> None:
+    # runtime (local processes or Ray) changes no output: switching it alone must rerun nothing.
+    assert set(UNTRACKED_SECTIONS) <= set(STAGE_SECTIONS)
+    for stage, sections in UNTRACKED_SECTIONS.items():
+        declared = [p for p in STAGES[stage].get("params", []) if isinstance(p, str)]
+        assert not set(_leaves(declared)) & set(_leaves(list(sections))), stage
+        assert not set(stage_keys(stage)) & set(_leaves(list(sections))), stage
+    assert not any(p.startswith("runtime") for stage in STAGES.values() for p in stage.get("params", []))
 
 
 def test_feature_stages_never_track_fusion_or_train() -> None:

@@ -1,17 +1,16 @@
-"""Transcribing many clips: worker processes each holding a model, in input order, crash-safe."""
+"""Transcribing many clips: the executor's workers each holding a model, in input order, crash-safe."""
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 from pipeline.asr.recognizers import AsrModelError, Recognizer, build_recognizer, transcribe_clip
 from pipeline.asr.transcripts import AsrClip, Transcript, skip_reason
 from pipeline.config import AsrParams
-from pipeline.runtime import spawn_pool, usable_cpus
+from pipeline.runtime import LOCAL, Executor, WorkerDied, WorkerPool
 
 _worker_recognizer: Recognizer | None = None
 
@@ -36,20 +35,25 @@ class _Pending:
     done: Transcript | None = None
 
 
-def transcribe_clips(clips: Iterable[AsrClip], params: AsrParams, *, device: str, workers: int) -> Iterator[Transcript]:
-    """One Transcript per clip, in input order, with ``workers`` processes on CPU.
+def transcribe_clips(
+    clips: Iterable[AsrClip], params: AsrParams, *, device: str, workers: int, executor: Executor = LOCAL
+) -> Iterator[Transcript]:
+    """One Transcript per clip, in input order, on the executor's workers.
 
-    Each worker process loads its own model with ``cpu_threads = cpus // workers``; at most
-    ``4 * workers`` clips are in flight, so memory stays bounded on any number of clips. When a
-    worker dies (a crash inside native code), the clips in flight are retried one at a time in a
-    fresh pool, so only the clip that kills a worker on its own gets status ``error``.
-    Raises :class:`AsrModelError` when the model cannot be loaded.
+    Locally, ``workers`` processes on CPU, each loading its own model with ``cpu_threads = cpus //
+    workers`` (one process: in this one; also on a GPU); on Ray, one actor per ``runtime.asr_cpus``
+    (and ``asr_gpus``) of the cluster. At most ``4 * workers`` clips are in flight, so memory
+    stays bounded on any number of clips. When a worker dies (a crash inside native code), the
+    clips in flight are retried one at a time on a fresh pool, so only the clip that kills a
+    worker on its own gets status ``error``. Raises :class:`AsrModelError` when the model cannot
+    be loaded.
     """
-    threads = max(1, usable_cpus() // workers)
-    if workers == 1 or device != "cpu":
+    workers = executor.size(workers)
+    threads = executor.threads(workers)
+    if not executor.remote and (workers == 1 or device != "cpu"):
         yield from _in_process(clips, params, device=device, threads=threads)
     else:
-        yield from _pooled(clips, _Pools(params, device, threads, workers))
+        yield from _pooled(clips, _Pools(params, device, threads, workers, executor))
 
 
 def _in_process(clips: Iterable[AsrClip], params: AsrParams, *, device: str, threads: int) -> Iterator[Transcript]:
@@ -70,12 +74,15 @@ class _Pools:
     device: str
     threads: int
     workers: int
+    executor: Executor
 
-    def new(self) -> ProcessPoolExecutor:
-        pool = spawn_pool(self.workers, initializer=_init_worker, initargs=(self.params, self.device, self.threads))
+    def new(self) -> WorkerPool:
+        pool = self.executor.pool(
+            self.workers, initializer=_init_worker, initargs=(self.params, self.device, self.threads)
+        )
         try:
             pool.submit(_ready).result()
-        except BrokenProcessPool:
+        except WorkerDied:
             pool.shutdown(cancel_futures=True)
             # A model that cannot load is a configuration error, not a bad clip: stop here.
             raise AsrModelError(
@@ -99,7 +106,7 @@ def _pooled(clips: Iterable[AsrClip], pools: _Pools) -> Iterator[Transcript]:
             if head.done is None:
                 try:
                     head.done = head.future.result()
-                except BrokenProcessPool:
+                except WorkerDied:
                     pool.shutdown(wait=False, cancel_futures=True)
                     pool = _retry_alone([p for p in queue if p.done is None], pools)
             yield queue.popleft().done
@@ -107,13 +114,13 @@ def _pooled(clips: Iterable[AsrClip], pools: _Pools) -> Iterator[Transcript]:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _retry_alone(pending: list[_Pending], pools: _Pools) -> ProcessPoolExecutor:
+def _retry_alone(pending: list[_Pending], pools: _Pools) -> WorkerPool:
     """Run each clip that was in flight when a worker died on its own; returns the live pool."""
     pool = pools.new()
     for item in pending:
         try:
             item.done = pool.submit(_work, item.clip).result()
-        except BrokenProcessPool as error:
+        except WorkerDied as error:
             message = f"ASR worker process died on this clip: {error}"
             item.done = Transcript.skipped(item.clip.clip_id, "error", message)
             pool.shutdown(wait=False, cancel_futures=True)

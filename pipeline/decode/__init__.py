@@ -2,7 +2,7 @@
 
 Modules: ``probe`` (streams and times), ``video`` (the sampling rule), ``audio`` (resampling and
 level), ``faces`` (detector and crops), ``faults`` (the status rules, a pure function), ``clip``
-(one clip), ``writer`` (the stage: shards on worker processes). The output layout, its schemas and
+(one clip), ``writer`` (the stage: shards on the executor's workers). The output layout, its schemas and
 its readers are in ``pipeline/decoded.py``.
 
 Timeline of a clip
@@ -42,8 +42,9 @@ Status
 ``faults`` lists every fault found; ``status`` is the first of ``STATUS_PRIORITY`` present, else
 ``ok``; ``message`` joins the faults' messages in the same order ("" when ok); the rules are
 ``faults.classify``. corrupt: the file is missing, cannot be opened, has no audio or video stream, a
-stream fails to demux or decode (any packet), the video is truncated, or its decoder process
-crashed twice. too_short: duration < ``min_duration_s``. no_video_stream: an audio-only file (its
+stream fails to demux or decode (any packet), or the video is truncated. error: the worker process
+decoding it died twice (a crash in native code, the OOM killer; under either executor), so it was
+skipped: nothing was decoded. too_short: duration < ``min_duration_s``. no_video_stream: an audio-only file (its
 audio is still decoded). no_audio_stream: no audio stream at all. silent_audio: level below
 ``silence_dbfs``. no_face: fewer than ``min_face_fraction`` of the sampled frames have a face (only
 for clips with at least one sampled frame).
@@ -63,7 +64,7 @@ complete); ``pipeline.decoded.iter_clip_frames`` and ``iter_clip_audio`` read th
 shard.
 ``decode_clip`` decodes one file in memory (for predicting on a single video) through exactly the
 same code path. Output is deterministic: the same inputs give byte-identical shards, whatever
-``workers`` is.
+``workers`` is and whichever executor (``runtime.executor``: local processes or Ray) ran them.
 """
 
 from pipeline.decode.clip import ClipDecoder, ClipReport, DecodedClip, FrameRows, decode_clip

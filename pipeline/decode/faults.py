@@ -13,6 +13,9 @@ from pipeline.config import DecodeParams
 
 STATUS_PRIORITY: tuple[str, ...] = (
     "corrupt",
+    # The decoder's worker process died on the file twice (a native crash, the OOM killer): set by
+    # pipeline.decode.writer, never by classify.
+    "error",
     "too_short",
     "no_video_stream",
     "no_audio_stream",

@@ -1,4 +1,4 @@
-"""The decode stage's runner: clips in shards on worker processes, streamed to Parquet, crash-safe."""
+"""The decode stage's runner: clips in shards on the executor's workers, streamed to Parquet, crash-safe."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ import contextlib
 import sys
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +24,7 @@ from pipeline.decoded import (
     frames_path,
     frames_schema,
 )
-from pipeline.runtime import spawn_pool, usable_cpus
+from pipeline.runtime import LOCAL, Executor, Unit, run_units
 
 # Audio rows are buffered up to this many samples (64 MB of float32) before a row group is written.
 AUDIO_ROW_GROUP_SAMPLES = 16_000_000
@@ -127,13 +125,13 @@ class _ShardWriter:
 
 
 def _crashed(clip_id: str, sample_rate: int) -> tuple[ClipReport, AudioInput]:
-    """Report and (empty) audio row of a clip whose decoder process died."""
-    message = "the decoder process crashed on this file (retried alone: crashed again)"
+    """Report and (empty) audio row of a clip whose decoder process died on it twice."""
+    message = "the decoder process died on this file twice (a crash in native code or the OOM killer): skipped"
     report = ClipReport(
         clip_id=clip_id,
-        status="corrupt",
+        status="error",
         message=message,
-        faults=["corrupt"],
+        faults=["error"],
         duration_s=None,
         n_frames=0,
         n_face_frames=0,
@@ -200,20 +198,23 @@ def _shard_task(args: tuple) -> tuple[int, list[ClipReport], float]:
     return shard, reports, time.perf_counter() - start
 
 
-def _pool(workers: int) -> ProcessPoolExecutor:
-    return spawn_pool(workers, initializer=_worker_init)
-
-
 def decode_manifest(
-    clips: Sequence[tuple[str, str]], out_dir: str | Path, params: DecodeParams, *, log: Callable[[str], None] = print
+    clips: Sequence[tuple[str, str]],
+    out_dir: str | Path,
+    params: DecodeParams,
+    *,
+    log: Callable[[str], None] = print,
+    executor: Executor = LOCAL,
 ) -> list[ClipReport]:
     """Decode every (clip_id, path) into shards under ``out_dir``; one report per clip, in order.
 
-    Shard k holds clips [k * clips_per_shard, (k + 1) * clips_per_shard). Shards run in
-    ``workers`` processes with CPUs // workers decoder threads per file. A process that dies (a
-    crash in a native decoder, the OOM killer) takes only its shard with it: the shard is run again
-    alone, and each time it dies again the clip it was on is marked corrupt and skipped, so one
-    bad file never stops the run. Shard files of an earlier run are removed first.
+    Shard k holds clips [k * clips_per_shard, (k + 1) * clips_per_shard). Shards run on the
+    executor's workers: locally ``workers`` processes with CPUs // workers decoder threads per
+    file, on Ray one actor per ``runtime.decode_cpus`` of the cluster. A worker that dies (a crash
+    in a native decoder, the OOM killer) takes only its shard with it: the shard is run again
+    alone, and each time it dies again the clip it was on gets status ``error`` and is skipped
+    (``pipeline.runtime.run_units``), so one bad file never stops the run. Shard files of an
+    earlier run are removed first.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -221,41 +222,25 @@ def decode_manifest(
         stale.unlink()
     size = params.clips_per_shard
     shards = [list(clips[k : k + size]) for k in range(0, len(clips), size)]
-    workers = max(1, min(params.workers, len(shards)))
-    threads = max(1, usable_cpus() // workers)
+    workers = max(1, min(executor.size(params.workers), len(shards)))
+    threads = executor.threads(workers)
+    units = [
+        Unit(
+            key=k,
+            name=f"decode: shard {k + 1}",
+            items=[clip_id for clip_id, _ in chunk],
+            args=lambda crashed, _isolate, k=k, chunk=chunk: ((chunk, out_dir, k, params, threads, crashed),),
+            marker=progress_path(out_dir, k),
+        )
+        for k, chunk in enumerate(shards)
+    ]
     results: dict[int, list[ClipReport]] = {}
-    broken: list[int] = []
-
-    def done(shard: int, reports: list[ClipReport], seconds: float) -> None:
+    for shard, (_, reports, seconds) in run_units(
+        executor, _shard_task, units, workers=workers, initializer=_worker_init, log=log
+    ):
         results[shard] = reports
         bad = sum(r.status != "ok" for r in reports)
         log(f"decode: shard {shard + 1}/{len(shards)}: {len(reports)} clips, {bad} not ok, {seconds:.1f} s")
-
-    with _pool(workers) as pool:
-        futures = {
-            pool.submit(_shard_task, (chunk, out_dir, k, params, threads, frozenset())): k
-            for k, chunk in enumerate(shards)
-        }
-        for future in as_completed(futures):
-            try:
-                done(*future.result())
-            except BrokenProcessPool:
-                broken.append(futures[future])
-    for shard in sorted(broken):
-        crashed: set[int] = set()
-        while shard not in results:
-            marker = progress_path(out_dir, shard)
-            marker.unlink(missing_ok=True)
-            try:
-                with _pool(1) as pool:
-                    task = (shards[shard], out_dir, shard, params, threads, frozenset(crashed))
-                    done(*pool.submit(_shard_task, task).result())
-            except BrokenProcessPool:
-                if not marker.is_file():
-                    raise  # died outside any clip: nothing to blame, so stop
-                position = int(marker.read_text())
-                crashed.add(position)
-                log(f"decode: shard {shard + 1}: the worker died on clip {shards[shard][position][0]}; skipping it")
     for leftover in _scratch_files(out_dir):  # a dead worker leaves its temporary shard files behind
         leftover.unlink()
     return [report for shard in range(len(shards)) for report in results[shard]]

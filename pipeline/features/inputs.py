@@ -76,3 +76,13 @@ def decoded_inputs(modality: str, decoded: str | Path, status: Mapping[str, dict
             yield from reader(decoded, clip_ids=usable)
 
     return clip_digest, inputs
+
+
+def provider(modality: str, *, decoded: str | Path, status: str | Path, asr: str | Path) -> Provider:
+    """The modality's provider over the stage's input files: the decode output folder, the decode
+    status table and the transcripts table (text reads only the transcripts)."""
+    if modality == "text":
+        return transcript_inputs(asr)
+    columns = ["clip_id", "status", "faults", "n_frames", "has_audio"]
+    rows = {r["clip_id"]: r for r in pq.read_table(status, columns=columns).to_pylist()}
+    return decoded_inputs(modality, decoded, rows)
