@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.config import DecodeParams
-from pipeline.decode.audio import decode_audio, fit_to_duration, level_dbfs
+from pipeline.decode.audio import decode_audio, fit_to_duration, level_dbfs, repair_nonfinite
 from pipeline.decode.faces import FaceDetector, crop_face
-from pipeline.decode.faults import Observations, classify
+from pipeline.decode.faults import Observations, audio_unusable, classify
 from pipeline.decode.probe import Probe, StreamLog, describe, probe
 from pipeline.decode.video import VideoSampler
 from pipeline.decoded import FRAME_ROW_GROUP, AudioInput, VisualInput
@@ -174,6 +174,10 @@ class ClipDecoder:
             if obs.duration is None:  # audio-only file without a header duration
                 obs.duration = Fraction(len(samples), rate)
             samples = fit_to_duration(samples, obs.duration, rate)
+            samples, obs.audio_nonfinite = repair_nonfinite(samples)
+            obs.audio_samples = len(samples)
+            if audio_unusable(obs.audio_nonfinite, obs.audio_samples):
+                return None  # classify says why; the level of a mostly-NaN track would mean nothing
             obs.audio_dbfs = level_dbfs(samples)
         return samples
 
