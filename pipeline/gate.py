@@ -17,6 +17,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.cli import user_errors
 from pipeline.config import load_params
 from pipeline.dvc_commands import metric_value, run_command, run_dvc
 
@@ -71,6 +72,7 @@ def _committed_metrics(rev: str, target: str) -> dict[str, Any]:
     return json.loads(out) if code == 0 else {}
 
 
+@user_errors()
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Fail when pearson.mean dropped below the committed baseline.")
     parser.add_argument("--params", default="params.yaml")

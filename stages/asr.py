@@ -13,10 +13,12 @@ from tqdm import tqdm
 
 from pipeline.asr import AsrClip, AsrModelError, Transcript, recognizer_device, transcribe_clips, transcripts_table
 from pipeline.atomic import write_parquet
-from pipeline.config import ParamsError, load_params
+from pipeline.cli import user_errors
+from pipeline.config import load_params
 from pipeline.decoded import iter_clip_audio
 
 
+@user_errors()
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml")
@@ -24,11 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--status", required=True, help="decode status table")
     parser.add_argument("--out", required=True, help="transcripts Parquet file to write")
     args = parser.parse_args(argv)
-    try:
-        params = load_params(args.params).asr
-    except ParamsError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    params = load_params(args.params).asr
     device = recognizer_device(params.backend)
 
     # The status table has exactly one row per manifest clip: it fixes the output's rows and order.

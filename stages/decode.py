@@ -16,10 +16,12 @@ from collections import Counter
 import pyarrow.parquet as pq
 
 from pipeline.atomic import write_parquet
-from pipeline.config import ParamsError, load_params
+from pipeline.cli import user_errors
+from pipeline.config import load_params
 from pipeline.decode import decode_manifest, status_table
 
 
+@user_errors()
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml")
@@ -27,11 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="folder for the frames/audio shards")
     parser.add_argument("--status", required=True, help="status Parquet file to write")
     args = parser.parse_args(argv)
-    try:
-        params = load_params(args.params).decode
-    except ParamsError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    params = load_params(args.params).decode
     manifest = pq.read_table(args.manifest, columns=["clip_id", "path", "split"])
     ids = manifest.column("clip_id").to_pylist()
     paths = manifest.column("path").to_pylist()

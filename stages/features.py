@@ -16,7 +16,8 @@ import sys
 import pyarrow.parquet as pq
 
 from pipeline import runtime
-from pipeline.config import ParamsError, load_params
+from pipeline.cli import user_errors
+from pipeline.config import load_params
 from pipeline.features import build_extractor
 from pipeline.features.inputs import decoded_inputs, transcript_inputs
 from pipeline.shards import build_shards, code_and_versions, fingerprint_tasks, plan_shards
@@ -34,6 +35,7 @@ PACKAGES = (
 )  # fmt: skip
 
 
+@user_errors()
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml")
@@ -44,11 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--asr", required=True, help="transcripts table")
     parser.add_argument("--out", required=True, help="folder of this modality's shards")
     args = parser.parse_args(argv)
-    try:
-        features = load_params(args.params).features
-    except ParamsError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    features = load_params(args.params).features
     runtime.passive_openmp()
     import torch  # after passive_openmp: OpenMP reads its settings when torch loads it
 
