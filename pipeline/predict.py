@@ -36,7 +36,7 @@ from pipeline.dataset import build_clip_table
 from pipeline.decode import DecodedClip, decode_clip
 from pipeline.emotions import EMOTIONS
 from pipeline.features import ClipFeatures, TextInput, build_extractor, unavailable_reason
-from pipeline.manifest import MEDIA_SUFFIXES
+from pipeline.media_types import MEDIA_SUFFIXES
 from pipeline.shards import ModalityInfo, extract_robustly
 from pipeline.submission import submission_csv
 from pipeline.training import load_model, predict
