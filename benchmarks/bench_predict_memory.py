@@ -6,7 +6,7 @@ crop) with a -30 dBFS tone-and-noise track (not silent, so audio features run ov
 track; no speech, so ASR stays short), whose second half shows another expression. An untrained
 TAEMI with the default extractors' feature widths stands in for a trained model (memory does not
 depend on the weights). Each case runs ``pipeline.predict`` in a fresh process under
-``/usr/bin/time``, default params, and records its peak RSS (``ru_maxrss``) and wall time:
+``/usr/bin/time``, default params, and records its peak RSS (``ru_maxrss``), wall and CPU time:
 
 - ``2s``: the 2 s clip;
 - ``20min``: one 20-minute clip;
@@ -107,20 +107,26 @@ def long_clip(work: Path, *, minutes: int, fps: float, size: int, audio_dbfs: fl
     return concat_clips(out, [first] * half + [second] * (minutes - half))
 
 
-def run_measured(argv: list[str], *, cwd: Path = REPO) -> tuple[subprocess.CompletedProcess, float]:
-    """Run ``argv`` under ``/usr/bin/time -v``; -> (the run, its peak RSS in MB)."""
+def run_measured(argv: list[str], *, cwd: Path = REPO) -> tuple[subprocess.CompletedProcess, float, float]:
+    """Run ``argv`` under ``/usr/bin/time -v``; -> (the run, its peak RSS in MB, its CPU seconds)."""
     done = subprocess.run(["/usr/bin/time", "-v", *argv], cwd=cwd, capture_output=True, text=True)
-    found = re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr)
-    return done, (int(found.group(1)) / 1024 if found else float("nan"))
+
+    def figure(label: str) -> float:
+        found = re.search(rf"{label}: ([\d.]+)", done.stderr)
+        return float(found.group(1)) if found else float("nan")
+
+    cpu = figure(r"User time \(seconds\)") + figure(r"System time \(seconds\)")
+    return done, figure(r"Maximum resident set size \(kbytes\)") / 1024, cpu
 
 
 def measure(files: list[Path], model: Path, out: Path) -> dict:
     argv = [sys.executable, "-m", "pipeline.predict", *map(str, files), "--model", str(model), "--out", str(out)]
     start = time.perf_counter()
-    done, peak = run_measured(argv)
+    done, peak, cpu = run_measured(argv)
     if done.returncode != 0:
         raise RuntimeError(f"predict failed:\n{done.stderr[-3000:]}")
-    return {"peak_rss_mb": round(peak, 1), "wall_s": round(time.perf_counter() - start, 1), "files": len(files)}
+    wall = time.perf_counter() - start
+    return {"peak_rss_mb": round(peak, 1), "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "files": len(files)}
 
 
 def main() -> None:
@@ -148,11 +154,11 @@ def main() -> None:
         "clip": f"{args.minutes} min, 25 fps, 256 px, a face in every frame, -30 dBFS tone and noise",
         "cases": {},
     }
-    print(f"{'case':10s} {'peak RSS MB':>12s} {'wall s':>8s}")
+    print(f"{'case':10s} {'peak RSS MB':>12s} {'wall s':>8s} {'CPU s':>8s}")
     for name, files in cases.items():
         r = measure(files, model, work / f"preds-{name}.csv")
         results["cases"][name] = r
-        print(f"{name:10s} {r['peak_rss_mb']:12.1f} {r['wall_s']:8.1f}", flush=True)
+        print(f"{name:10s} {r['peak_rss_mb']:12.1f} {r['wall_s']:8.1f} {r['cpu_s']:8.1f}", flush=True)
     suffix = f"-{args.label}" if args.label else ""
     write_json(results, REPO / "benchmarks" / "results" / f"predict_memory{suffix}.json")
 

@@ -52,8 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         f"({media / max(seconds, 1e-9):.1f}x real time), workers={params.workers}: {dict(sorted(counts.items()))}"
     )
     for report in reports:
-        if report.status == "corrupt":
-            print(f"  {report.clip_id}: corrupt: {report.message}")
+        if report.status in ("corrupt", "partial"):
+            print(f"  {report.clip_id}: {report.status}: {report.message}")
     return 0
 
 

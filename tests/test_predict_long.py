@@ -42,7 +42,7 @@ def test_a_long_clip_counts_whole_and_stays_in_memory_bound(tmp_path: Path) -> N
     model = untrained_model(tmp_path / "model", parse_params(raw))
     out = tmp_path / "preds.csv"
     argv = [sys.executable, "-m", "pipeline.predict", str(start), str(long), "--out", str(out), "--model", str(model)]
-    done, peak_mb = run_measured([*argv, "--params", str(params_path)])
+    done, peak_mb, _ = run_measured([*argv, "--params", str(params_path)])
     assert done.returncode == 0, done.stderr[-3000:]
     with open(out, newline="") as handle:
         rows = {Path(r["path"]).name: r for r in csv.DictReader(handle)}
