@@ -22,6 +22,7 @@ import torch
 
 from pipeline import runtime
 from pipeline.asr import AsrClip, build_recognizer, recognizer_device, transcribe_clip
+from pipeline.cli import UsageError
 from pipeline.config import MODALITIES, Params
 from pipeline.dataset import build_clip_table
 from pipeline.decode import ClipDecoder, ClipReport, FrameRows
@@ -92,7 +93,7 @@ class Predictor:
         self.extractors = {m: build_extractor(m, self._section(m), device=self.device.type) for m in self.modalities}
         for m, extractor in self.extractors.items():
             if (extractor.model_name, extractor.dim) != (self.info[m].model, self.info[m].dim):
-                raise ValueError(
+                raise UsageError(
                     f"{m}: params give {extractor.model_name} ({extractor.dim}-d) but the model was trained on "
                     f"{self.info[m].model} ({self.info[m].dim}-d); pass the params.yaml it was trained with"
                 )

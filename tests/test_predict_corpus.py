@@ -221,3 +221,19 @@ def test_a_bad_out_is_refused_before_any_work(tmp_path: Path, model_dir: Path, k
         else f"error: --out {out}: {tmp_path / 'file'} is not a folder"
     )
     assert run.stderr.strip() == expected
+
+
+def test_params_that_do_not_match_the_model_are_one_line(tmp_path: Path, model_dir: Path) -> None:
+    params = yaml.safe_load((model_dir / "params.yaml").read_text())
+    params["features"]["visual"]["landmarks"] = False
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    run = subprocess.run(
+        [sys.executable, "-m", "pipeline.predict", str(tmp_path), "--out", str(tmp_path / "p.csv"), "--model",
+         str(model_dir), "--params", str(tmp_path / "params.yaml")],
+        cwd=REPO, capture_output=True, text=True,
+    )  # fmt: skip
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert run.stderr.strip().splitlines()[-1] == (
+        "error: visual: params give fer-mini-xception (135-d) but the model was trained on "
+        "fer-mini-xception+face-mesh-geometry (146-d); pass the params.yaml it was trained with"
+    )
