@@ -20,8 +20,8 @@ from pipeline.cli import user_errors
 from pipeline.config import ParamsError, load_params
 
 RESTORE_HINT = (
-    "note: `dvc exp run -S` already wrote this value into {path}, so every later run fails on it too; "
-    "restore the committed file with `git checkout -- {path}` (or correct the key there), then rerun"
+    "note: if this came from `dvc exp run -S`, DVC has already written it into {path}, so every later run "
+    "fails on it too: restore the committed file with `git checkout -- {path}` (or correct the key there)"
 )
 
 
