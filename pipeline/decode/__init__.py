@@ -72,7 +72,7 @@ Outputs and reading
 of ``clips_per_shard`` manifest rows, in manifest order, each file renamed into place when
 complete); ``pipeline.decoded.iter_clip_frames`` and ``iter_clip_audio`` read them back shard by
 shard.
-``decode_clip`` decodes one file in memory (for predicting on a single video) through exactly the
+``decode_clip`` decodes one file in memory (for tools and tests) through exactly the
 same code path. Output is deterministic: the same inputs give byte-identical shards, whatever
 ``workers`` is.
 """

@@ -259,8 +259,9 @@ class ClipDecoder:
 def decode_clip(path: str | Path, params: DecodeParams, *, clip_id: str | None = None, threads: int = 0) -> DecodedClip:
     """Decode one file in memory (frames, face crops, audio, status), as the decode stage does.
 
-    For predicting on a single video; a 20-minute clip holds its 6,000 crops (460 MB at 160 px)
-    in memory here, the stage streams them to disk instead. ``clip_id`` defaults to the file stem.
+    For tools and tests; a 20-minute clip holds its 6,000 crops (460 MB at 160 px) in memory
+    here, the stage streams them to disk and ``pipeline.predict`` to the visual extractor instead.
+    ``clip_id`` defaults to the file stem.
     """
     clip_id = Path(path).stem if clip_id is None else clip_id
     batches: list[FrameRows] = []
