@@ -407,9 +407,16 @@ def parse_params(raw: dict[str, Any] | None) -> Params:
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
-    """Read and validate the whole params file; raises :class:`ParamsError` on any typo."""
-    with open(path, encoding="utf-8") as handle:
-        raw = yaml.safe_load(handle)
+    """Read and validate the whole params file; raises :class:`ParamsError` on any typo, and when
+    the file is missing or is not YAML."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            raw = yaml.safe_load(handle)
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: no such file (run from the project folder, or pass --params)") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        reason = " ".join(str(error).split())  # YAML errors span lines; one line here
+        raise ParamsError(f"{path}: cannot read it: {reason}") from None
     if raw is not None and not isinstance(raw, dict):
         raise ParamsError(f"{path}: top level must be a mapping, got {type(raw).__name__}")
     return parse_params(raw)

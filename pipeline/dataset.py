@@ -1,9 +1,17 @@
 """Clips of some splits in memory, ready for the fusion models: features, masks, labels.
 
 ``load_clips`` reads the manifest rows of the requested splits and, per modality in use, streams the
-feature shards (``pipeline.shards.read_features``) keeping one small float16 (T, D) array per clip,
-truncated to ``max_visual_frames`` / ``max_audio_frames`` (the first frames, as TAEMI clips its
-sequences). ``ClipTable.batches`` collates padded float32 batches of ``ModalityInput``.
+feature shards (``pipeline.shards.read_features``) keeping one small float16 (T, D) array per clip.
+``ClipTable.batches`` collates padded float32 batches of ``ModalityInput``.
+
+Long clips (:func:`pool_segments`): a sequence longer than its budget ``L`` (``max_visual_frames``
+/ ``max_audio_frames``) is reduced to ``L`` steps covering the whole clip: its T frames are split
+into ``L`` contiguous segments, segment k holding frames ``floor(k T / L)`` to
+``floor((k + 1) T / L) - 1``, and each step is the mean of its segment's valid frames (a segment
+with none is an invalid step). A sequence within its budget is unchanged. At 5 fps the default
+budgets are 80 s of video and 120 s of audio frames, so a 20-minute clip's visual step averages
+15 frames (3 s). Training, evaluation and ``pipeline.predict`` all build their inputs here, so
+they see long clips alike.
 
 A modality is *missing* for a clip when its record says ``available == False``, when it has no
 valid frame, or when the shards hold no record for the clip at all (counted in
@@ -124,6 +132,24 @@ class ClipTable:
             yield self.batch(order[start : start + batch_size])
 
 
+def pool_segments(values: np.ndarray, valid: np.ndarray, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """(T, D) values and (T,) valid mask -> at most ``limit`` steps over the whole sequence.
+
+    T <= limit (or no limit): returned as they are. Otherwise ``limit`` contiguous segments of
+    near-equal length (``floor(k T / limit)`` boundaries); each step is the float64 mean of its
+    segment's valid frames, cast back to the values' dtype, or zeros and invalid when it has none.
+    """
+    T = len(valid)
+    if limit is None or T <= limit:
+        return values, valid
+    starts = (np.arange(limit, dtype=np.int64) * T) // limit  # strictly increasing: every segment has a frame
+    weights = valid.astype(np.float64)
+    sums = np.add.reduceat(np.asarray(values, np.float64) * weights[:, None], starts, axis=0)
+    counts = np.add.reduceat(weights, starts)
+    means = sums / np.maximum(counts, 1.0)[:, None]
+    return means.astype(values.dtype, copy=False), counts > 0
+
+
 def build_clip_table(
     *,
     clip_ids: Sequence[str],
@@ -135,7 +161,8 @@ def build_clip_table(
 ) -> ClipTable:
     """Assemble a ClipTable from per-modality record streams (records of other clips are skipped).
 
-    labels: (N, 6) in EMOTIONS order, NaN where unknown. max_frames: {m: longest kept sequence}.
+    labels: (N, 6) in EMOTIONS order, NaN where unknown. max_frames: {m: longest kept sequence};
+    a longer one is pooled to that many segments (:func:`pool_segments`).
     """
     position = {cid: i for i, cid in enumerate(clip_ids)}
     if len(position) != len(clip_ids):
@@ -156,11 +183,11 @@ def build_clip_table(
                 continue
             if rec.available and rec.values.ndim == 2 and rec.values.shape[1] != dim:
                 raise ValueError(f"{m} features of clip {rec.clip_id} have width {rec.values.shape[1]}, expected {dim}")
-            ok = np.asarray(rec.valid, bool)[:limit]
-            if not rec.available or not ok.any():
+            if not rec.available or not np.asarray(rec.valid, bool).any():
                 reasons[i] = rec.reason or ("unavailable" if not rec.available else "no valid frame")
                 continue
-            vals[i] = np.ascontiguousarray(rec.values[:limit], dtype=np.float16)
+            pooled, ok = pool_segments(rec.values, np.asarray(rec.valid, bool), limit)
+            vals[i] = np.ascontiguousarray(pooled, dtype=np.float16)
             oks[i] = ok.copy()
             reasons[i] = ""
         values[m], valid[m] = vals, oks

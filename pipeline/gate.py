@@ -17,10 +17,12 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.cli import user_errors
 from pipeline.config import load_params
 from pipeline.dvc_commands import metric_value, run_command, run_dvc
 
 GATED_METRIC = "pearson.mean"
+ROUNDING_SLACK = 1e-9
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,11 @@ class GateResult:
 
     @property
     def passed(self) -> bool:
-        return self.old is not None and self.new is not None and self.new >= self.old - self.tolerance
+        """A drop of at most ``tolerance`` passes, with a 1e-9 slack: 0.44 - 0.03 is
+        0.41000000000000003 in float64, so a drop of exactly the tolerance would fail on rounding."""
+        if self.old is None or self.new is None:
+            return False
+        return self.new - self.old >= -self.tolerance - ROUNDING_SLACK
 
     def explain(self) -> str:
         if self.old is None:
@@ -66,6 +72,7 @@ def _committed_metrics(rev: str, target: str) -> dict[str, Any]:
     return json.loads(out) if code == 0 else {}
 
 
+@user_errors()
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Fail when pearson.mean dropped below the committed baseline.")
     parser.add_argument("--params", default="params.yaml")

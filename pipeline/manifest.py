@@ -9,36 +9,27 @@ emotion columns (float64, null where unknown). Three sources:
 - ``manifest``: the user's CSV ``Filename,path,split,<six emotions>``; ``path`` is a video or an
   audio-only file, relative to the CSV's folder unless absolute.
 
-A wrong header, a missing file, an unknown split, a label outside [0, 1] or a duplicate id raises
-:class:`IngestError` naming the file and row, before anything is written.
+A wrong header, a missing file (or a folder where a file should be), an unknown split, a label
+outside [0, 1], a train or valid row without all six labels, a test row with only some, or a
+duplicate id (both rows named) raises :class:`IngestError` naming the file and row, before
+anything is written. Only the hume adapter pads numeric stems to 5 digits (its release names
+files ``00012.mp4``); a user manifest's ``Filename`` is the clip id exactly as written.
 """
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import polars as pl
 import pyarrow as pa
 
 from pipeline.emotions import EMOTIONS, LABEL_CSV_HEADER
+from pipeline.media_types import is_media_file
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
-MEDIA_SUFFIXES: tuple[str, ...] = (
-    ".mp4",
-    ".mov",
-    ".mkv",
-    ".webm",
-    ".avi",
-    ".m4v",
-    ".wav",
-    ".mp3",
-    ".flac",
-    ".m4a",
-    ".ogg",
-)
 
 MANIFEST_SCHEMA = pa.schema(
     [
@@ -60,6 +51,7 @@ class ClipRow:
     path: str
     split: str
     labels: tuple[float | None, ...]  # six values in EMOTIONS order, None where unknown
+    origin: str = ""  # where the row comes from ("<csv>: row N (...)" or the media path), for messages
 
 
 def normalize_stem(raw: str) -> str:
@@ -69,45 +61,66 @@ def normalize_stem(raw: str) -> str:
 
 
 def _read_csv(path: Path, expected: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
-    """Rows of ``path`` as (line number, row) after checking the header is exactly ``expected``."""
+    """Rows of ``path`` as (row number, {column: stripped text}) after checking the header is exactly
+    ``expected``. Row 1 is the header; blank rows are skipped but keep their number. Read by polars
+    as strings, one spare column catching rows with too many fields; a missing trailing field
+    reads as empty."""
+    if path.is_dir():
+        raise IngestError(f"{path}: is a folder, expected a CSV file")
     if not path.is_file():
         raise IngestError(f"{path}: file not found")
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None:
-            raise IngestError(f"{path}: empty file, expected header {','.join(expected)}")
-        header = [h.strip() for h in header]
-        if tuple(header) != expected:
-            missing = [h for h in expected if h not in header]
-            extra = [h for h in header if h not in expected]
-            detail = []
-            if missing:
-                detail.append(f"missing {missing}")
-            if extra:
-                detail.append(f"unexpected {extra}")
-            if not detail:
-                detail.append("columns out of order")
-            raise IngestError(
-                f"{path}: row 1 (header) is {','.join(header)!r}; expected {','.join(expected)!r} ({'; '.join(detail)})"
-            )
-        rows = []
-        for line_no, values in enumerate(reader, start=2):
-            if not values or all(not v.strip() for v in values):
-                continue
-            if len(values) != len(expected):
-                raise IngestError(f"{path}: row {line_no} has {len(values)} fields, expected {len(expected)}")
-            rows.append((line_no, dict(zip(expected, (v.strip() for v in values), strict=True))))
+    width = len(expected)
+    schema = {f"field{k}": pl.String for k in range(width + 1)}
+    try:
+        table = pl.read_csv(
+            path, has_header=False, schema=schema, truncate_ragged_lines=True, missing_columns="insert",
+            raise_if_empty=False,
+        )  # fmt: skip
+    except (pl.exceptions.PolarsError, OSError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise IngestError(f"{path}: cannot read it as a UTF-8 CSV file: {first_line}") from None
+    records = [tuple("" if v is None else v.strip() for v in row) for row in table.iter_rows()]
+    if not records:
+        raise IngestError(f"{path}: empty file, expected header {','.join(expected)}")
+    _check_header(path, [h for h in records[0] if h] if records[0][width] else list(records[0][:width]), expected)
+    rows = []
+    for row_no, values in enumerate(records[1:], start=2):
+        if not any(values):
+            continue
+        if values[width]:
+            raise IngestError(f"{path}: row {row_no} has more than {width} fields")
+        rows.append((row_no, dict(zip(expected, values[:width], strict=True))))
     return rows
 
 
-def _parse_labels(row: dict[str, str], where: str, *, required: bool) -> tuple[float | None, ...]:
+def _check_header(path: Path, header: list[str], expected: tuple[str, ...]) -> None:
+    if tuple(header) == expected:
+        return
+    missing = [h for h in expected if h not in header]
+    extra = [h for h in header if h not in expected]
+    detail = []
+    if missing:
+        detail.append(f"missing {missing}")
+    if extra:
+        detail.append(f"unexpected {extra}")
+    if not detail:
+        detail.append("columns out of order")
+    raise IngestError(
+        f"{path}: row 1 (header) is {','.join(header)!r}; expected {','.join(expected)!r} ({'; '.join(detail)})"
+    )
+
+
+def _parse_labels(row: dict[str, str], where: str, *, split: str) -> tuple[float | None, ...]:
+    """The six labels of a row. Train and valid rows need all six (a clip with some missing would
+    silently train on none); test rows have all six or none."""
+    empty = [name for name in EMOTIONS if row[name] == ""]
+    if empty and (split != "test" or len(empty) < len(EMOTIONS)):
+        rule = "a test row has all six labels or none" if split == "test" else f"a {split} row needs all six"
+        raise IngestError(f"{where}: label{'s' if len(empty) > 1 else ''} {', '.join(map(repr, empty))} empty ({rule})")
     labels = []
     for name in EMOTIONS:
         text = row[name]
         if text == "":
-            if required:
-                raise IngestError(f"{where}: label {name!r} is empty")
             labels.append(None)
             continue
         try:
@@ -121,14 +134,19 @@ def _parse_labels(row: dict[str, str], where: str, *, required: bool) -> tuple[f
 
 
 def _check_unique(rows: Iterable[ClipRow]) -> None:
-    seen: dict[str, str] = {}
+    seen: dict[str, ClipRow] = {}
     for row in rows:
         if row.clip_id in seen:
-            raise IngestError(f"duplicate clip id {row.clip_id!r}: {seen[row.clip_id]} and {row.path}")
-        seen[row.clip_id] = row.path
+            first = seen[row.clip_id]
+            raise IngestError(
+                f"duplicate clip id {row.clip_id!r}: {first.origin or first.path} and {row.origin or row.path}"
+            )
+        seen[row.clip_id] = row
 
 
 def _require_file(path: Path, where: str) -> None:
+    if path.is_dir():
+        raise IngestError(f"{where}: media path {path} is a folder, not a file")
     if not path.is_file():
         raise IngestError(f"{where}: media file {path} does not exist")
 
@@ -140,14 +158,8 @@ def read_demo(root: Path) -> list[ClipRow]:
         candidates = sorted((root / "clips").glob(f"{row['clip_id']}.*"))
         if not candidates:
             raise IngestError(f"{where}: no media file clips/{row['clip_id']}.* under {root}")
-        rows.append(
-            ClipRow(
-                row["clip_id"],
-                str(candidates[0]),
-                _parse_split(row["split"], where),
-                _parse_labels(row, where, required=True),
-            )
-        )
+        split = _parse_split(row["split"], where)
+        rows.append(ClipRow(row["clip_id"], str(candidates[0]), split, _parse_labels(row, where, split=split), where))
     return rows
 
 
@@ -160,15 +172,16 @@ def read_hume(root: Path) -> list[ClipRow]:
             where = f"{csv_path}: row {line_no} (Filename {row['Filename']})"
             media = root / "raw" / f"{stem}.mp4"
             _require_file(media, where)
-            rows.append(ClipRow(stem, str(media), split, _parse_labels(row, where, required=True)))
+            rows.append(ClipRow(stem, str(media), split, _parse_labels(row, where, split=split), where))
     test_dir = root / "test_data" / "raw"
     if test_dir.is_dir():
         for media in sorted(test_dir.glob("*.mp4")):
-            rows.append(ClipRow(normalize_stem(media.stem), str(media), "test", (None,) * len(EMOTIONS)))
+            rows.append(ClipRow(normalize_stem(media.stem), str(media), "test", (None,) * len(EMOTIONS), str(media)))
     return rows
 
 
 def read_user_manifest(csv_path: Path) -> list[ClipRow]:
+    """The user's CSV; ``Filename`` is the clip id as written (``12`` and ``00012`` are two clips)."""
     rows = []
     for line_no, row in _read_csv(csv_path, ("Filename", "path", "split", *EMOTIONS)):
         where = f"{csv_path}: row {line_no} (Filename {row['Filename']})"
@@ -179,11 +192,12 @@ def read_user_manifest(csv_path: Path) -> list[ClipRow]:
         if not media.is_absolute():
             media = csv_path.parent / media
         _require_file(media, where)
-        if media.suffix.lower() not in MEDIA_SUFFIXES:
-            raise IngestError(f"{where}: {media.name} is not a known video or audio file type {MEDIA_SUFFIXES}")
-        rows.append(
-            ClipRow(normalize_stem(row["Filename"]), str(media), split, _parse_labels(row, where, required=False))
-        )
+        if not is_media_file(media):
+            raise IngestError(
+                f"{where}: {media.name} is neither a known video or audio file type (pipeline/media_types.py) "
+                "nor starts like one"
+            )
+        rows.append(ClipRow(row["Filename"], str(media), split, _parse_labels(row, where, split=split), where))
     return rows
 
 

@@ -3,153 +3,89 @@
     python -m pipeline.predict PATH [PATH ...] --out preds.csv [--model data/model]
                                [--params params.yaml] [--submission]
 
-Each PATH is a media file or a folder (searched recursively for video/audio files). Every input
-gets one row, whatever happens to it: the same decode, ASR and feature code as the pipeline
-(settings from ``--params``, checked against the feature models the model was trained on), then
-the model. Columns: ``clip_id``, ``path``, the six intensities clipped to [0, 1], ``visual`` /
-``audio`` / ``text`` (was the modality present), ``status`` (the decode status, e.g. ``ok``,
-``no_face``, ``corrupt``) and ``message`` (the reason or error). A clip missing a modality is
-predicted from what is present, through the model's missing-modality tokens; a clip with nothing
-usable (a corrupt file) gets the model's prediction with every modality absent, i.e. its learned
-prior, and its status says why. ``--submission`` writes the ABAW submission format instead
-(``Filename`` + six columns, 5-digit stems).
+Each PATH is a media file or a folder (searched recursively; ``pipeline.predict_inputs`` says
+which entries count). One row per input, whatever happens to it: every named file, every media
+entry of a named folder, and every named path that cannot be read (missing, a folder with no
+media, a broken link: status ``corrupt``, the reason as message); what a folder search skips
+(hidden files, files that are not media) is counted in one line on stderr. Each file goes through
+the same decode, ASR and feature code as the pipeline (settings from ``--params``, checked against
+the feature models the model was trained on) and the model, one file at a time
+(``pipeline.predictor``: memory holds one file's media). Columns: ``clip_id``, ``path``, the six
+intensities clipped to [0, 1], ``visual`` / ``audio`` / ``text`` (was the modality present),
+``status`` (the decode status: ``ok``, ``partial``, ``no_face``, ``corrupt``...) and ``message``.
+A clip missing a modality is predicted from what is present, through the model's missing-modality
+tokens; a clip with nothing usable (``corrupt``) gets the model's prediction with every modality
+absent, its learned prior. ``--submission`` writes the ABAW submission format instead
+(``Filename`` + six columns, 5-digit stems) and refuses two files with the same stem.
+
+``--out`` is checked before any work (not a folder, its folder exists or can be made, writable)
+and written atomically. A user error (missing params or model, a bad ``--out``, duplicate
+submission stems) is one line ``error: ...`` and exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+import tempfile
+from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import polars as pl
-import torch
 from tqdm import tqdm
 
-from pipeline import runtime
-from pipeline.asr import AsrClip, build_recognizer, recognizer_device, transcribe_clip
 from pipeline.atomic import write_text
-from pipeline.config import MODALITIES, Params, ParamsError, load_params
-from pipeline.dataset import build_clip_table
-from pipeline.decode import DecodedClip, decode_clip
+from pipeline.cli import UsageError, user_errors
+from pipeline.config import MODALITIES, load_params
 from pipeline.emotions import EMOTIONS
-from pipeline.features import ClipFeatures, TextInput, build_extractor, unavailable_reason
-from pipeline.manifest import MEDIA_SUFFIXES
-from pipeline.shards import ModalityInfo, extract_robustly
-from pipeline.submission import submission_csv
-from pipeline.training import load_model, predict
-
-# Files decoded and transcribed before their features are extracted as one batch: bounds memory
-# (decoded crops of a long clip are held until its batch is done) while batching the models.
-CHUNK = 16
+from pipeline.predict_inputs import Input, resolve_inputs
+from pipeline.predictor import Prediction, Predictor
+from pipeline.submission import submission_csv, submission_stem
 
 
-@dataclass
-class Prediction:
-    clip_id: str
-    path: str
-    values: np.ndarray  # (6,) in [0, 1]
-    present: dict[str, bool]
-    status: str
-    message: str
+def check_out(out: str | Path) -> Path:
+    """``out`` made ready for writing, before any work: not a folder, its folder exists (made
+    when missing) and takes a new file. Raises :class:`UsageError` naming the problem."""
+    out = Path(out)
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a folder; give a file name, e.g. {out / 'predictions.csv'}")
+    if out.exists() and not out.is_file():
+        raise UsageError(f"--out {out} exists and is not a regular file")
+    folder = out.parent
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--out {out}: {folder} is not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{out.name}.", suffix=".check"):
+            pass
+    except OSError as error:
+        raise UsageError(f"--out {out}: cannot write in {folder}: {error.strerror or error}") from None
+    return out
 
 
-def find_media(paths: Iterable[str]) -> list[Path]:
-    """Media files named or found under folders, sorted within each folder; missing paths kept
-    (they become ``corrupt`` rows rather than vanishing)."""
-    found: list[Path] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            found.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES))
-        else:
-            found.append(path)
-    return found
-
-
-def _unique_ids(files: Sequence[Path]) -> list[str]:
-    """File stems, made unique with a numeric suffix where two files share a stem."""
-    seen: dict[str, int] = {}
-    ids = []
-    for f in files:
-        stem = f.stem
-        seen[stem] = seen.get(stem, 0) + 1
-        ids.append(stem if seen[stem] == 1 else f"{stem}_{seen[stem]}")
-    return ids
-
-
-class Predictor:
-    """Decode → ASR → features → model for batches of files, with the pipeline's own code."""
-
-    def __init__(self, *, params: Params, model_dir: str | Path) -> None:
-        self.params = params
-        self.device = torch.device(runtime.torch_device())
-        self.model, meta = load_model(model_dir, device=self.device)
-        self.modalities = tuple(m for m in MODALITIES if m in meta["features"])
-        self.info = {
-            m: ModalityInfo(int(meta["features"][m]["dim"]), meta["features"][m]["model"]) for m in self.modalities
-        }
-        self.extractors = {
-            m: build_extractor(m, getattr(params.features, m), device=self.device.type) for m in self.modalities
-        }
-        for m, extractor in self.extractors.items():
-            if (extractor.model_name, extractor.dim) != (self.info[m].model, self.info[m].dim):
-                raise ValueError(
-                    f"{m}: params give {extractor.model_name} ({extractor.dim}-d) but the model was trained on "
-                    f"{self.info[m].model} ({self.info[m].dim}-d); pass the params.yaml it was trained with"
+def clip_ids(inputs: Sequence[Input], *, submission: bool) -> list[str]:
+    """File stems, made unique with a numeric suffix where two inputs share one; for a submission
+    the 5-digit stems themselves, refusing two inputs that give the same one."""
+    if submission:
+        stems = [submission_stem(i.path.stem) for i in inputs]
+        first: dict[str, Path] = {}
+        for stem, item in zip(stems, inputs, strict=True):
+            if stem in first:
+                raise UsageError(
+                    f"--submission: {first[stem]} and {item.path} would both be Filename {stem}; "
+                    "rename one or predict them in separate runs"
                 )
-        self.recognizer = None
-        if "text" in self.modalities:
-            asr = params.asr
-            self.recognizer = build_recognizer(
-                asr, device=recognizer_device(asr.backend), cpu_threads=torch.get_num_threads()
-            )
-        self.max_frames = {"visual": params.fusion.max_visual_frames, "audio": params.fusion.max_audio_frames}
-
-    def predict_files(self, files: Sequence[Path], clip_ids: Sequence[str]) -> list[Prediction]:
-        decoded = [decode_clip(f, self.params.decode, clip_id=c) for f, c in zip(files, clip_ids, strict=True)]
-        records = {m: self._features(m, decoded) for m in self.modalities}
-        ids = [clip.report.clip_id for clip in decoded]
-        table = build_clip_table(
-            clip_ids=ids, splits=["test"] * len(ids), labels=np.full((len(ids), len(EMOTIONS)), np.nan),
-            records=records, info=self.info, max_frames=self.max_frames,
-        )  # fmt: skip
-        values = np.clip(predict(self.model, table, batch_size=32, device=self.device), 0.0, 1.0)
-        out = []
-        for i, (clip, path) in enumerate(zip(decoded, files, strict=True)):
-            present = {m: bool(table.valid[m][i] is not None) if m in table.valid else False for m in MODALITIES}
-            out.append(Prediction(ids[i], str(path), values[i], present, clip.report.status, clip.report.message))
-        return out
-
-    def _features(self, modality: str, decoded: Sequence[DecodedClip]) -> list[ClipFeatures]:
-        """One record per clip: missing where the decode result says so (as in the feature stage)."""
-        usable, blocked = [], []
-        for clip in decoded:
-            report = clip.report
-            reason = unavailable_reason(
-                modality, faults=report.faults, n_frames=report.n_frames, has_audio=report.has_audio
-            )
-            if reason:
-                blocked.append(ClipFeatures.missing(report.clip_id, self.info[modality].dim, reason))
-            elif modality == "visual":
-                usable.append(clip.visual)
-            elif modality == "audio":
-                usable.append(clip.audio)
-            else:
-                usable.append(self._transcribe(clip))
-        return blocked + (extract_robustly(self.extractors[modality], usable) if usable else [])
-
-    def _transcribe(self, clip) -> TextInput:
-        audio = clip.audio
-        row = transcribe_clip(
-            self.recognizer,
-            AsrClip(
-                clip.report.clip_id, audio.samples, audio.sample_rate, tuple(clip.report.faults), clip.report.message
-            ),
-        )
-        return TextInput(row.clip_id, row.text if row.has_speech else None, "" if row.has_speech else row.status)
+            first[stem] = item.path
+        return stems
+    seen: Counter[str] = Counter()
+    ids = []
+    for item in inputs:
+        seen[item.path.stem] += 1
+        ids.append(item.path.stem if seen[item.path.stem] == 1 else f"{item.path.stem}_{seen[item.path.stem]}")
+    return ids
 
 
 def predictions_csv(rows: Sequence[Prediction]) -> str:
@@ -162,7 +98,7 @@ def predictions_csv(rows: Sequence[Prediction]) -> str:
     return pl.DataFrame(columns, schema=schema).write_csv(float_precision=6)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="+", help="video/audio files or folders")
     parser.add_argument("--out", required=True, help="CSV to write")
@@ -173,35 +109,38 @@ def main(argv: list[str] | None = None) -> int:
         "--params", default="params.yaml", help="decode/ASR/feature settings (those the model was trained with)"
     )
     parser.add_argument("--submission", action="store_true", help="write the ABAW submission format")
-    args = parser.parse_args(argv)
-    try:
-        params = load_params(args.params)
-    except ParamsError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return parser
+
+
+@user_errors()
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    params = load_params(args.params)
     if not (Path(args.model) / "model.safetensors").is_file():
-        print(f"error: no trained model in {args.model} (run `make demo`, or pass --model)", file=sys.stderr)
-        return 2
-    files = find_media(args.paths)
-    if not files:
-        print("error: no video or audio files found", file=sys.stderr)
-        return 2
+        raise UsageError(f"no trained model in {args.model} (run `make demo`, or pass --model)")
+    out = check_out(args.out)
+    resolved = resolve_inputs(args.paths)
+    print(resolved.summary(), file=sys.stderr)
+    ids = clip_ids(resolved.inputs, submission=args.submission)
     predictor = Predictor(params=params, model_dir=args.model)
-    ids = _unique_ids(files)
     rows: list[Prediction] = []
-    with tqdm(total=len(files), unit="file", desc="predict", file=sys.stderr) as bar:
-        for start in range(0, len(files), CHUNK):
-            rows.extend(predictor.predict_files(files[start : start + CHUNK], ids[start : start + CHUNK]))
-            bar.update(min(CHUNK, len(files) - start))
+    try:
+        for item, clip_id in tqdm(
+            list(zip(resolved.inputs, ids, strict=True)), unit="file", desc="predict", file=sys.stderr
+        ):
+            if item.problem:
+                rows.append(predictor.unreadable(item.path, clip_id, item.problem))
+            else:
+                rows.append(predictor.predict_file(item.path, clip_id))
+    finally:
+        predictor.close()
     if args.submission:
         text = submission_csv([r.clip_id for r in rows], np.stack([r.values for r in rows]))
     else:
         text = predictions_csv(rows)
-    write_text(text, args.out)
-    counts: dict[str, int] = {}
-    for r in rows:
-        counts[r.status] = counts.get(r.status, 0) + 1
-    print(f"predict: {len(rows)} files -> {args.out}; statuses {counts}")
+    write_text(text, out)
+    counts = Counter(r.status for r in rows)
+    print(f"predict: {len(rows)} rows -> {os.fspath(out)}; statuses {dict(sorted(counts.items()))}")
     return 0
 
 

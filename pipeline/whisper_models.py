@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import importlib.util
 import os
 import shutil
@@ -148,13 +149,67 @@ def to_whisper_rate(samples: np.ndarray, sample_rate: int) -> np.ndarray:
 
 
 def load_whisper_model(name: str, *, device: str = "cpu", compute_type: str = "int8", cpu_threads: int = 2):
-    """A ``faster_whisper.WhisperModel``, loaded once per process for each distinct argument set."""
+    """A ``faster_whisper.WhisperModel``, loaded once per process for each distinct argument set,
+    whose log-mel front end works in pieces on long audio (:func:`piecewise_log_mel`)."""
     key = (name, device, compute_type, cpu_threads)
     with _loaded_lock:
         if key not in _loaded:
             from faster_whisper import WhisperModel
 
-            _loaded[key] = WhisperModel(
-                resolve_model(name), device=device, compute_type=compute_type, cpu_threads=cpu_threads
-            )
+            model = WhisperModel(resolve_model(name), device=device, compute_type=compute_type, cpu_threads=cpu_threads)
+            model.feature_extractor.__class__ = _piecewise_extractor_class()
+            _loaded[key] = model
         return _loaded[key]
+
+
+# Audio longer than this (2 minutes at 16 kHz) gets its log-mel in pieces of MEL_PIECE_FRAMES:
+# faster-whisper's one-pass STFT holds about 0.75 MB per second of audio at its peak (complex128
+# frames), 0.9 GB for a 20-minute clip, for the ASR and the audio features alike.
+PIECEWISE_MIN_SAMPLES = 120 * WHISPER_SAMPLE_RATE
+MEL_PIECE_FRAMES = 3000  # 30 s of 10 ms frames: about 25 MB in flight
+
+
+def piecewise_log_mel(extractor, waveform: np.ndarray, padding: int = 160) -> np.ndarray:
+    """faster-whisper's ``FeatureExtractor.__call__`` (log-mel, (n_mels, N // hop + ...)), computed
+    MEL_PIECE_FRAMES frames at a time: the same frames (reflect padding at both ends, ``padding``
+    zeros after the audio, the last frame dropped), the same operations on each, the same
+    normalisation over the whole clip at the end. Memory: the output plus one piece."""
+    n_fft, hop = extractor.n_fft, extractor.hop_length
+    half = n_fft // 2
+    total = len(waveform) + padding  # the zero-padded signal s; frames run over s reflect-padded by `half`
+    n_frames = 1 + total // hop - 1  # one-pass code drops the last frame
+    window = np.hanning(n_fft + 1)[:-1].astype("float32")
+    out = np.empty((extractor.mel_filters.shape[0], n_frames), np.float32)
+    for first in range(0, n_frames, MEL_PIECE_FRAMES):
+        count = min(MEL_PIECE_FRAMES, n_frames - first)
+        index = np.arange(first * hop - half, (first + count - 1) * hop + n_fft - half)
+        index = np.abs(index)  # reflect at the start: s[-k] -> s[k]
+        index = np.where(index >= total, 2 * (total - 1) - index, index)  # reflect at the end
+        piece = np.where(index < len(waveform), waveform[np.minimum(index, len(waveform) - 1)], 0).astype(np.float32)
+        stft = extractor.stft(piece, n_fft, hop, window=window, center=False, return_complex=True).astype("complex64")
+        mel_spec = extractor.mel_filters @ (np.abs(stft) ** 2)
+        out[:, first : first + count] = np.clip(mel_spec, a_min=1e-10, a_max=None)
+    # On the whole array at once: numpy's SIMD log10 rounds its loop tails differently by 1 ulp.
+    np.log10(out, out=out)
+    np.maximum(out, out.max() - 8.0, out=out)
+    out += 4.0
+    out /= 4.0
+    return out
+
+
+@functools.cache
+def _piecewise_extractor_class() -> type:
+    from faster_whisper.feature_extractor import FeatureExtractor
+
+    class PiecewiseFeatureExtractor(FeatureExtractor):
+        """faster-whisper's front end; audio over PIECEWISE_MIN_SAMPLES goes through piecewise_log_mel."""
+
+        def __call__(self, waveform: np.ndarray, padding: int = 160, chunk_length: int | None = None) -> np.ndarray:
+            if len(waveform) <= PIECEWISE_MIN_SAMPLES or not padding:
+                return super().__call__(waveform, padding=padding, chunk_length=chunk_length)
+            if chunk_length is not None:  # as the parent does
+                self.n_samples = chunk_length * self.sampling_rate
+                self.nb_max_frames = self.n_samples // self.hop_length
+            return piecewise_log_mel(self, np.asarray(waveform, np.float32), padding)
+
+    return PiecewiseFeatureExtractor

@@ -14,10 +14,12 @@ from tqdm import tqdm
 from pipeline import runtime
 from pipeline.asr import AsrClip, AsrModelError, Transcript, recognizer_device, transcribe_clips, transcripts_table
 from pipeline.atomic import write_parquet
-from pipeline.config import AsrParams, ParamsError, load_params
+from pipeline.cli import user_errors
+from pipeline.config import AsrParams, load_params
 from pipeline.decoded import iter_clip_audio
 
 
+@user_errors()
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml")
@@ -25,11 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--status", required=True, help="decode status table")
     parser.add_argument("--out", required=True, help="transcripts Parquet file to write")
     args = parser.parse_args(argv)
-    try:
-        everything = load_params(args.params)
-    except ParamsError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    everything = load_params(args.params)
     params = everything.asr
     with runtime.executor(everything.runtime, "asr", workers=params.workers) as executor:
         return _run(args, params, executor)

@@ -17,10 +17,12 @@ import pyarrow.parquet as pq
 
 from pipeline import runtime
 from pipeline.atomic import write_parquet
-from pipeline.config import ParamsError, load_params
+from pipeline.cli import user_errors
+from pipeline.config import load_params
 from pipeline.decode import decode_manifest, status_table
 
 
+@user_errors()
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml")
@@ -28,11 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="folder for the frames/audio shards")
     parser.add_argument("--status", required=True, help="status Parquet file to write")
     args = parser.parse_args(argv)
-    try:
-        everything = load_params(args.params)
-    except ParamsError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    everything = load_params(args.params)
     params = everything.decode
     manifest = pq.read_table(args.manifest, columns=["clip_id", "path", "split"])
     ids = manifest.column("clip_id").to_pylist()
@@ -62,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{dict(sorted(counts.items()))}"
     )
     for report in reports:
-        if report.status in ("corrupt", "error"):
+        if report.status in ("corrupt", "error", "partial"):
             print(f"  {report.clip_id}: {report.status}: {report.message}")
     return 0
 

@@ -14,12 +14,14 @@ import sys
 import torch
 
 from pipeline import runtime
-from pipeline.config import ParamsError, load_params
+from pipeline.cli import user_errors
+from pipeline.config import load_params
 from pipeline.dataset import load_clips
 from pipeline.evaluation import evaluate_model, write_outputs
 from pipeline.training import load_model, set_determinism
 
 
+@user_errors()
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml")
@@ -28,11 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", required=True, help="folder written by the train stage")
     parser.add_argument("--out", required=True, help="folder for metrics.json, plots/, predictions, submission")
     args = parser.parse_args(argv)
-    try:
-        params = load_params(args.params).evaluate
-    except ParamsError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    params = load_params(args.params).evaluate
     device = torch.device(runtime.torch_device())
     set_determinism(params.robustness_seed, device)
     model, meta = load_model(args.model, device=device)

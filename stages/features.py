@@ -18,7 +18,8 @@ import sys
 import pyarrow.parquet as pq
 
 from pipeline import runtime
-from pipeline.config import FeatureParams, ParamsError, load_params
+from pipeline.cli import user_errors
+from pipeline.config import FeatureParams, load_params
 from pipeline.features import build_extractor
 from pipeline.features.inputs import provider
 from pipeline.features.pooled import ExtractorSpec, PooledShards, init_worker
@@ -37,6 +38,7 @@ PACKAGES = (
 )  # fmt: skip
 
 
+@user_errors()
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml")
@@ -47,11 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--asr", required=True, help="transcripts table")
     parser.add_argument("--out", required=True, help="folder of this modality's shards")
     args = parser.parse_args(argv)
-    try:
-        params = load_params(args.params)
-    except ParamsError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    params = load_params(args.params)
     with runtime.executor(params.runtime, "features") as executor:
         return _run(args, params.features, executor)
 

@@ -15,21 +15,19 @@ from pathlib import Path
 
 from pipeline import runtime
 from pipeline.atomic import write_text
-from pipeline.config import MODALITIES, ParamsError, load_params
+from pipeline.cli import user_errors
+from pipeline.config import MODALITIES, load_params
 from pipeline.demo import generate_demo
 
 
+@user_errors()
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--out", required=True, help="dataset folder to (re)write")
     parser.add_argument("--workers", type=int, default=min(2, runtime.usable_cpus()), help="processes rendering clips")
     args = parser.parse_args(argv)
-    try:
-        params = load_params(args.params)
-    except ParamsError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    params = load_params(args.params)
     demo, source = params.demo, params.data.source
     if source != "demo":
         out = Path(args.out)

@@ -18,7 +18,8 @@ import torch
 from dvclive import Live
 
 from pipeline import runtime
-from pipeline.config import ParamsError, load_params
+from pipeline.cli import user_errors
+from pipeline.config import load_params
 from pipeline.dataset import ClipTable, load_clips
 from pipeline.training import (
     build_model,
@@ -54,6 +55,7 @@ def _load(args: argparse.Namespace, fusion) -> ClipTable:
     return clips
 
 
+@user_errors()
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml")
@@ -66,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         params = load_params(args.params)
         fusion, train = params.fusion, params.train
         clips = _load(args, fusion)
-    except (ParamsError, FileNotFoundError, ValueError) as error:  # bad params, missing or inconsistent shards
+    except ValueError as error:  # inconsistent shards (bad params and missing files: user_errors)
         print(f"error: {error}", file=sys.stderr)
         return 2
     train_set, valid_set = clips.split("train").labelled(), clips.split("valid").labelled()

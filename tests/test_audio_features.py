@@ -140,6 +140,20 @@ def test_pooling_to_5_hz(raw: WhisperEncoderExtractor) -> None:
     np.testing.assert_allclose(record.values[15], frames.values[150], atol=1e-5)
 
 
+def test_long_clip_windows_pooled_as_encoded_equal_pooling_at_the_end(raw: WhisperEncoderExtractor) -> None:
+    """A 61 s clip (three 30 s windows) pooled window by window, so a long clip never holds its
+    50 Hz states: byte-identical to pooling the whole clip's frames afterwards."""
+    samples = speechlike(61.3, seed=7)
+    (frames,) = raw.extract_batch([clip("long", samples)])
+    (pooled,) = build_audio_extractor(AudioFeatureParams(pool_fps=5.0), device="cpu").extract_batch(
+        [clip("long", samples)]
+    )
+    values, times = pool_frames(frames.values, frames.times, 5.0)
+    assert pooled.values.shape == (307, 512)
+    np.testing.assert_array_equal(pooled.values, values)
+    np.testing.assert_array_equal(pooled.times, times)
+
+
 def test_pool_frames_bins() -> None:
     values = np.arange(25, dtype=np.float32)[:, None] * np.ones((1, 3), np.float32)
     times = (np.arange(25) + 0.5) * 0.02

@@ -244,8 +244,9 @@ def test_truncated_file_is_corrupt(decoder: ClipDecoder, tmp_path: Path) -> None
     assert audio.samples is None and batches == []
 
 
-def test_truncated_faststart_file_is_corrupt(decoder: ClipDecoder, tmp_path: Path) -> None:
-    """Index in front (streamable MP4): the header promises 8 s, the data stops about half way."""
+def test_truncated_faststart_file_is_partial(decoder: ClipDecoder, tmp_path: Path) -> None:
+    """Index in front (streamable MP4): the header promises 8 s, the data stops about half way;
+    what decoded is kept and the message says what was lost."""
     whole = tmp_path / "whole.mp4"
     write_index_clip(whole, [k / 25 for k in range(200)], audio=tone(8.0))
     fast = tmp_path / "fast.mp4"
@@ -258,9 +259,10 @@ def test_truncated_faststart_file_is_corrupt(decoder: ClipDecoder, tmp_path: Pat
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(fast.read_bytes()[: fast.stat().st_size // 2])
     report, _, batches = run(decoder, cut)
-    assert report.status == "corrupt" and report.duration_s == pytest.approx(8.0, abs=0.05)
+    assert report.status == "partial" and report.duration_s == pytest.approx(8.0, abs=0.05)
     assert "truncated" in report.message or "demux" in report.message
-    assert report.n_frames < 40 and sum(len(b.frame_index) for b in batches) == report.n_frames
+    assert "using what decoded: " in report.message and report.has_video
+    assert 0 < report.n_frames < 40 and sum(len(b.frame_index) for b in batches) == report.n_frames
 
 
 def test_random_bytes_and_missing_file_are_corrupt(decoder: ClipDecoder, tmp_path: Path) -> None:
@@ -276,7 +278,7 @@ def test_random_bytes_and_missing_file_are_corrupt(decoder: ClipDecoder, tmp_pat
 
 
 def test_status_priority_order() -> None:
-    order = "corrupt error too_short no_video_stream no_audio_stream silent_audio no_face"
+    order = "corrupt error too_short partial no_video_stream no_audio_stream silent_audio no_face"
     assert " ".join(STATUS_PRIORITY) == order
 
 

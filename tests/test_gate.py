@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.gate import judge
+from pipeline.gate import GateResult, judge
 
 from .conftest import REPO
 
@@ -72,3 +72,10 @@ def test_gate_unchanged_metrics_pass(repo: Path) -> None:
 def test_gate_fails_without_metric() -> None:
     result = judge({"eval/metrics.json": {"pearson.Joy": {"old": 0.5, "new": 0.5}}}, "eval/metrics.json", 0.01)
     assert not result.passed and "no baseline" in result.explain()
+
+
+def test_a_drop_of_exactly_the_tolerance_passes() -> None:
+    """0.44 - 0.03 is 0.41000000000000003 in float64: the verdict must not hinge on that rounding."""
+    assert GateResult(old=0.44, new=0.41, tolerance=0.03).passed
+    assert GateResult(old=0.4, new=0.35, tolerance=0.05).passed
+    assert not GateResult(old=0.44, new=0.4099, tolerance=0.03).passed

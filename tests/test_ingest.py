@@ -107,7 +107,8 @@ def test_user_manifest_video_and_audio_only(tmp_path: Path) -> None:
         (["a,a.mp4,train,0,0,0,0,0,0", "a,a.mp4,valid,0,0,0,0,0,0"], None, "duplicate clip id 'a'"),
         (["a,a.mp4,dev,0,0,0,0,0,0"], None, r"row 2 \(Filename a\): split 'dev'"),
         (["a,a.mp4,train,0,x,0,0,0,0"], None, r"row 2 .*'Amusement' is 'x'"),
-        (["a,a.mp4,train,0,0"], None, "row 2 has 5 fields"),
+        (["a,a.mp4,train,0,0,0,0,0,0,0"], None, "row 2 has more than 9 fields"),
+        (["a,a.mp4,train,0,0"], None, r"row 2 \(Filename a\): labels 'Determination', .*'Joy' empty"),
     ],
 )
 def test_user_manifest_errors_name_the_row(tmp_path: Path, rows, header, match) -> None:
@@ -148,3 +149,59 @@ def test_ingest_stage_writes_manifest_and_reports_errors(tmp_path: Path) -> None
     table = pq.read_table(out)
     assert table.num_rows == 6 and table.schema.field("clip_id").type == "string"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hume", "manifest.parquet", "params.yaml"]  # no temp left
+
+
+def test_duplicate_id_names_both_files_and_rows(tmp_path: Path) -> None:
+    root = make_mini_hume(tmp_path / "hume")
+    with pytest.raises(IngestError) as caught:
+        build_manifest("hume", root)
+    assert str(caught.value) == (
+        f"duplicate clip id '00012': {root / 'train_split.csv'}: row 4 (Filename 00012) and "
+        f"{root / 'valid_split.csv'}: row 3 (Filename 12)"
+    )
+
+
+def test_a_folder_is_not_reported_as_missing(tmp_path: Path) -> None:
+    (tmp_path / "a.mp4").mkdir()
+    with pytest.raises(IngestError, match=r"row 2 \(Filename a\): media path .*a.mp4 is a folder, not a file"):
+        build_manifest("manifest", _user_csv(tmp_path, ["a,a.mp4,train,0,0,0,0,0,0"]))
+    with pytest.raises(IngestError, match=r"dir.csv: is a folder, expected a CSV file"):
+        (tmp_path / "dir.csv").mkdir()
+        build_manifest("manifest", tmp_path / "dir.csv")
+
+
+@pytest.mark.parametrize(
+    ("row", "match"),
+    [
+        ("a,a.mp4,train,0.1,,0.3,0.4,0.5,0.6", r"row 2 \(Filename a\): label 'Amusement' empty \(a train row needs"),
+        ("a,a.mp4,valid,,,,,,", r"row 2 \(Filename a\): labels 'Admiration', .* empty \(a valid row needs all six\)"),
+        ("a,a.mp4,test,0.1,0.2,,,,", r"row 2 \(Filename a\): labels .* empty \(a test row has all six labels or"),
+    ],
+)  # fmt: skip
+def test_some_labels_empty_is_rejected(tmp_path: Path, row: str, match: str) -> None:
+    """A train row with one empty label used to be accepted, and its clip then had no labels at all."""
+    _touch(tmp_path / "a.mp4")
+    with pytest.raises(IngestError, match=match):
+        build_manifest("manifest", _user_csv(tmp_path, [row]))
+
+
+def test_user_filenames_are_kept_as_written(tmp_path: Path) -> None:
+    """Only the hume adapter pads stems: in a user manifest 12 and 00012 are two clips."""
+    _touch(tmp_path / "a.mp4")
+    _touch(tmp_path / "b.mp4")
+    rows = build_manifest(
+        "manifest", _user_csv(tmp_path, ["12,a.mp4,test,,,,,,", "00012,b.mp4,test,,,,,,"])
+    ).to_pylist()
+    assert sorted((r["clip_id"], Path(r["path"]).name) for r in rows) == [("00012", "b.mp4"), ("12", "a.mp4")]
+
+
+def test_rows_keep_their_numbers_and_media_is_recognised_by_content(tmp_path: Path, realdata: Path) -> None:
+    (tmp_path / "recording").write_bytes((realdata / "video" / "video-retalking_2.mp4").read_bytes()[:4096])
+    (tmp_path / "notes.txt").write_text("Filename,path\n")
+    header = "Filename,path,split," + ",".join(EMOTIONS)
+    csv_path = tmp_path / "mine.csv"
+    csv_path.write_text(header + '\n\n"x, y",recording,test,,,,,,\n\nz,notes.txt,test,,,,,,\n')
+    with pytest.raises(IngestError, match=r"row 5 \(Filename z\): notes.txt is neither a known video or audio"):
+        build_manifest("manifest", csv_path)
+    csv_path.write_text(header + '\n\n"x, y",recording,test,,,,,,\n')
+    assert [r["clip_id"] for r in build_manifest("manifest", csv_path).to_pylist()] == ["x, y"]

@@ -55,6 +55,17 @@ def test_undefined_correlation_is_zero_not_nan(pred: np.ndarray, true: np.ndarra
     assert pearson(pred, true) == 0.0
 
 
+def test_constant_prediction_is_zero_whatever_the_rounding_of_its_mean() -> None:
+    """The mean of three 0.1s is 0.10000000000000002 in float64 on any CPU, so the deviations are
+    not zero: a rule that tests the denominator for zero returned -8.7e-17 here, not 0."""
+    pred = np.full(3, 0.1)
+    assert pred.mean() != 0.1  # the premise: summation leaves rounding noise
+    assert pearson(pred, np.array([0.0, 0.25, 1.0])) == 0.0
+    per = pearson_per_emotion(np.tile(np.array([[0.1], [0.1], [0.1]]), (1, 6)), np.random.default_rng(0).random((3, 6)))
+    assert (per == 0.0).all()
+    assert pearson_report(np.full((5, 6), 0.3, np.float32), np.random.default_rng(1).random((5, 6)))["mean"] == 0.0
+
+
 def test_shape_mismatch_is_an_error() -> None:
     with pytest.raises(ValueError, match=r"\(N, 6\)"):
         pearson_per_emotion(np.zeros((4, 5)), np.zeros((4, 5)))

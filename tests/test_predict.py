@@ -15,30 +15,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from pipeline.config import Params
-from pipeline.dataset import ModalityInfo
+from benchmarks.bench_predict_memory import untrained_model
 from pipeline.emotions import EMOTIONS, LABEL_CSV_HEADER
-from pipeline.features import MODALITIES, build_extractor
-from pipeline.training import build_model, model_config, save_model
+from pipeline.features import MODALITIES
 
 from .conftest import REPO
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
-    params = Params()
-    info = {}
-    for m in MODALITIES:
-        extractor = build_extractor(m, getattr(params.features, m), device="cpu")
-        info[m] = ModalityInfo(dim=extractor.dim, model=extractor.model_name)
-    torch.manual_seed(0)
-    config = model_config(params.fusion, {m: i.dim for m, i in info.items()})
-    model = build_model("taemi", config)
-    out = tmp_path_factory.mktemp("model")
-    save_model(out, kind="taemi", config=config, state=model.state_dict(), info=info, meta={})
-    return out
+    return untrained_model(tmp_path_factory.mktemp("model"))
 
 
 def _run(paths: list[str], out: Path, model_dir: Path, *extra: str) -> list[dict]:

@@ -28,8 +28,8 @@ the earlier one. Each chosen frame is converted to RGB inside the decoder (swsca
 averaging: no aliasing, 25% less CPU than bicubic) at ``max_side`` for its longer display side
 (sample aspect ratio and rotation metadata applied, never upscaled); only chosen frames are
 converted. A video whose decoded frames end more than
-``TRUNCATION_TOLERANCE_S`` before the header's duration is truncated: it is ``corrupt`` and its
-samples past the last frame's end are not written.
+``TRUNCATION_TOLERANCE_S`` before the header's duration is truncated: it is ``partial`` (see
+Damage) and its samples past the last frame's end are not written.
 
 Audio
 -----
@@ -41,13 +41,24 @@ Status
 ------
 ``faults`` lists every fault found; ``status`` is the first of ``STATUS_PRIORITY`` present, else
 ``ok``; ``message`` joins the faults' messages in the same order ("" when ok); the rules are
-``faults.classify``. corrupt: the file is missing, cannot be opened, has no audio or video stream, a
-stream fails to demux or decode (any packet), or the video is truncated. error: the worker process
+``faults.classify``. corrupt: nothing usable decoded (see Damage). error: the worker process
 decoding it died twice (a crash in native code, the OOM killer; under either executor), so it was
-skipped: nothing was decoded. too_short: duration < ``min_duration_s``. no_video_stream: an audio-only file (its
+skipped: nothing was decoded. partial: something was lost but some frames or the audio decoded.
+too_short: duration < ``min_duration_s``. no_video_stream: an audio-only file (its
 audio is still decoded). no_audio_stream: no audio stream at all. silent_audio: level below
 ``silence_dbfs``. no_face: fewer than ``min_face_fraction`` of the sampled frames have a face (only
 for clips with at least one sampled frame).
+
+Damage
+------
+A file loses something when it is missing or cannot be opened, has no audio or video stream, a
+stream fails to demux or decode (any packet), the video is truncated, or audio samples are
+NaN/Inf (a float WAV can hold them: they are set to 0 and counted before the level or anything
+else reads the track, so a few never make a clip ``silent_audio``; over
+``faults.MAX_NONFINITE_FRACTION``, 1% of the track, the audio is dropped instead). When no frame
+and no usable audio decoded, the clip is ``corrupt`` and every modality is missing (the model's
+learned prior). Otherwise it is ``partial``: what decoded is used (frames, audio: the modality
+flags downstream say which) and the message says what was lost and what is used.
 
 Faces
 -----
@@ -62,7 +73,7 @@ Outputs and reading
 of ``clips_per_shard`` manifest rows, in manifest order, each file renamed into place when
 complete); ``pipeline.decoded.iter_clip_frames`` and ``iter_clip_audio`` read them back shard by
 shard.
-``decode_clip`` decodes one file in memory (for predicting on a single video) through exactly the
+``decode_clip`` decodes one file in memory (for tools and tests) through exactly the
 same code path. Output is deterministic: the same inputs give byte-identical shards, whatever
 ``workers`` is and whichever executor (``runtime.executor``: local processes or Ray) ran them.
 """

@@ -46,6 +46,21 @@ def fit_to_duration(samples: np.ndarray, duration: Fraction, sample_rate: int) -
     return samples[:n_out] if len(samples) >= n_out else np.pad(samples, (0, n_out - len(samples)))
 
 
+def repair_nonfinite(samples: np.ndarray) -> tuple[np.ndarray, int]:
+    """(samples with every NaN/Inf set to 0, how many there were); the same array when all are finite.
+
+    A float WAV can hold NaN/Inf; one of them makes the RMS level NaN or -200 dBFS and the
+    Whisper models' input garbage, so they are replaced before anything reads the track.
+    """
+    bad = ~np.isfinite(samples)
+    count = int(np.count_nonzero(bad))
+    if not count:
+        return samples, 0
+    repaired = samples.copy()
+    repaired[bad] = 0.0
+    return repaired, count
+
+
 def level_dbfs(samples: np.ndarray) -> float:
     """RMS level in dB full scale, floored at ``SILENCE_FLOOR_DBFS`` (digital silence)."""
     if samples.size == 0:

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.config import DecodeParams
-from pipeline.decode.audio import decode_audio, fit_to_duration, level_dbfs
+from pipeline.decode.audio import decode_audio, fit_to_duration, level_dbfs, repair_nonfinite
 from pipeline.decode.faces import FaceDetector, crop_face
-from pipeline.decode.faults import Observations, classify
+from pipeline.decode.faults import Observations, audio_unusable, classify
 from pipeline.decode.probe import Probe, StreamLog, describe, probe
 from pipeline.decode.video import VideoSampler
 from pipeline.decoded import FRAME_ROW_GROUP, AudioInput, VisualInput, decode_crop, encode_crop
@@ -174,6 +174,10 @@ class ClipDecoder:
             if obs.duration is None:  # audio-only file without a header duration
                 obs.duration = Fraction(len(samples), rate)
             samples = fit_to_duration(samples, obs.duration, rate)
+            samples, obs.audio_nonfinite = repair_nonfinite(samples)
+            obs.audio_samples = len(samples)
+            if audio_unusable(obs.audio_nonfinite, obs.audio_samples):
+                return None  # classify says why; the level of a mostly-NaN track would mean nothing
             obs.audio_dbfs = level_dbfs(samples)
         return samples
 
@@ -255,10 +259,10 @@ class ClipDecoder:
 def decode_clip(path: str | Path, params: DecodeParams, *, clip_id: str | None = None, threads: int = 0) -> DecodedClip:
     """Decode one file in memory (frames, face crops, audio, status), as the decode stage does.
 
-    For predicting on a single video; a 20-minute clip holds its 6,000 crops (460 MB at 160 px)
-    in memory here, the stage streams them to disk instead. Crops go through the stored codec
-    (``decode.crop_format``), so they are exactly what the stage's readers return. ``clip_id``
-    defaults to the file stem.
+    For tools and tests; a 20-minute clip holds its 6,000 crops (460 MB at 160 px) in memory
+    here, the stage streams them to disk and ``pipeline.predict`` to the visual extractor instead.
+    Crops go through the stored codec (``decode.crop_format``), so they are exactly what the
+    stage's readers return. ``clip_id`` defaults to the file stem.
     """
     clip_id = Path(path).stem if clip_id is None else clip_id
     batches: list[FrameRows] = []

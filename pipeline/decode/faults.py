@@ -17,6 +17,7 @@ STATUS_PRIORITY: tuple[str, ...] = (
     # pipeline.decode.writer, never by classify.
     "error",
     "too_short",
+    "partial",
     "no_video_stream",
     "no_audio_stream",
     "silent_audio",
@@ -24,13 +25,22 @@ STATUS_PRIORITY: tuple[str, ...] = (
 )
 STATUSES: tuple[str, ...] = (*STATUS_PRIORITY, "ok")
 
+# Above this fraction of NaN/Inf samples the audio track is dropped rather than repaired: a few
+# bad samples (a glitch in a float WAV) are noise, set to 0 without changing what the track
+# says; at 1% (10 ms in every second) zeros fill whole syllables and the track no longer holds
+# the speech the audio and text models would read.
+MAX_NONFINITE_FRACTION = 0.01
+
 
 @dataclass
 class Observations:
     """What decoding found in one file.
 
-    ``errors``: why the file is corrupt (cannot open, a stream that fails to demux or decode,
-    truncation...), in the order found. Stream presence is None when the file could not be probed.
+    ``errors``: what was lost (cannot open, a stream that fails to demux or decode, truncation...),
+    in the order found. Stream presence is None when the file could not be probed.
+    ``audio_samples``: length of the decoded audio track (0 when none decoded); ``audio_nonfinite``:
+    how many of them were NaN/Inf (the decoder sets them to 0, or drops the track, see
+    :func:`audio_unusable`); ``audio_dbfs`` is the level after that repair.
     """
 
     errors: list[str] = field(default_factory=list)
@@ -40,6 +50,8 @@ class Observations:
     n_frames: int = 0
     n_face_frames: int = 0
     audio_dbfs: float | None = None  # None when no audio was decoded
+    audio_samples: int = 0
+    audio_nonfinite: int = 0
 
 
 @dataclass(frozen=True)
@@ -47,6 +59,38 @@ class Verdict:
     status: str
     message: str
     faults: list[str]
+
+
+def audio_unusable(nonfinite: int, samples: int) -> bool:
+    """More than ``MAX_NONFINITE_FRACTION`` of the track is NaN/Inf: drop it instead of repairing."""
+    return nonfinite > MAX_NONFINITE_FRACTION * samples
+
+
+def _losses(obs: Observations, sample_rate: int) -> list[str]:
+    """What decoding lost or repaired: decode errors, truncation, NaN/Inf audio samples (counted in
+    the decoded track: resampling spreads one bad source sample over a few dozen)."""
+    lost = list(obs.errors)
+    if obs.audio_nonfinite:
+        what = f"audio: {obs.audio_nonfinite:,} of {obs.audio_samples:,} samples at {sample_rate} Hz were NaN/Inf"
+        if audio_unusable(obs.audio_nonfinite, obs.audio_samples):
+            lost.append(f"{what} (over {MAX_NONFINITE_FRACTION:.0%}): audio dropped")
+        else:
+            lost.append(f"{what}, set to 0")
+    return lost
+
+
+def _damage(obs: Observations, sample_rate: int) -> dict[str, list[str]]:
+    """{"corrupt": messages} when nothing usable decoded, {"partial": messages} when some frames or
+    the audio did (they are used, and the message says so), {} when nothing was lost."""
+    lost = _losses(obs, sample_rate)
+    if not lost:
+        return {}
+    kept = [f"{obs.n_frames} frames"] if obs.n_frames else []
+    if obs.audio_samples and not audio_unusable(obs.audio_nonfinite, obs.audio_samples):
+        kept.append("the audio")
+    if not kept:
+        return {"corrupt": lost}
+    return {"partial": [*lost, f"using what decoded: {' and '.join(kept)}"]}
 
 
 def _rule_faults(obs: Observations, params: DecodeParams) -> dict[str, str]:
@@ -70,10 +114,12 @@ def _rule_faults(obs: Observations, params: DecodeParams) -> dict[str, str]:
 
 def classify(obs: Observations, params: DecodeParams) -> Verdict:
     """Every fault found, the status (the first fault in ``STATUS_PRIORITY``, else ``ok``) and the
-    message (the faults' messages joined in that order, "" when ok)."""
-    messages: dict[str, list[str]] = {}
-    if obs.errors:
-        messages["corrupt"] = list(obs.errors)
+    message (the faults' messages joined in that order, "" when ok).
+
+    A file that lost something (``errors``, NaN/Inf audio) is ``corrupt`` when nothing usable
+    decoded (no sampled frame and no usable audio: every modality is missing) and ``partial``
+    when some did: what decoded is used, the message says what was lost and what is used."""
+    messages = _damage(obs, params.sample_rate)
     for kind, message in _rule_faults(obs, params).items():
         messages[kind] = [message]
     kinds = [k for k in STATUS_PRIORITY if k in messages]

@@ -69,7 +69,8 @@ def pool_frames(values: np.ndarray, times: np.ndarray, pool_fps: float | None) -
 
 
 def _finish(clip_id: str, parts: list[tuple[np.ndarray, np.ndarray]], pool_fps: float | None) -> ClipFeatures:
-    """Concatenate a clip's windows, each ((T_w, D) states, (T_w,) times), then pool."""
+    """Concatenate a clip's windows, each ((T_w, D) states, (T_w,) times), then pool (``pool_fps``
+    None: the windows were pooled already, or are kept at 50 Hz)."""
     frames = np.concatenate([states for states, _ in parts]).astype(np.float32)
     times = np.concatenate([times for _, times in parts]).astype(np.float32)
     values, times = pool_frames(frames, times, pool_fps)
@@ -119,6 +120,10 @@ class WhisperEncoderExtractor:
         self.model_name = f"whisper-encoder:{whisper_model}:{compute_type}"
         self.pool_fps = pool_fps
         self.window_mel = 2 * round(window_s * 50)
+        # Windows holding whole pooling bins (30 s at 5 Hz: 150 bins) are pooled as soon as they are
+        # encoded, the same bins and sums as pooling the clip at the end, so a long clip never holds
+        # its 50 Hz states (120 MB for 20 minutes).
+        self._pool_windows = pool_fps is not None and abs(window_s * pool_fps - round(window_s * pool_fps)) < 1e-9
         self.batch_size = batch_size
         self.n_mels = self.model.feature_extractor.mel_filters.shape[0]
         key = (whisper_model, compute_type, device)
@@ -131,10 +136,14 @@ class WhisperEncoderExtractor:
         return np.array(self.model.model.encode(self._storage(np.ascontiguousarray(batch)), to_cpu=True))
 
     def _windows(self, index: int, samples: np.ndarray) -> Iterator[_Window]:
+        """The clip's windows, cut one at a time; the log-mel is computed now (its errors are the clip's)."""
         mel = self.model.feature_extractor(samples)  # (n_mels, N // 160 + 1), whole-clip normalisation
+        return self._cut(index, mel, len(samples))
+
+    def _cut(self, index: int, mel: np.ndarray, n_samples: int) -> Iterator[_Window]:
         window_samples = self.window_mel * WHISPER_HOP
-        for start in range(0, len(samples), window_samples):
-            real = min(window_samples, len(samples) - start)
+        for start in range(0, n_samples, window_samples):
+            real = min(window_samples, n_samples - start)
             piece = mel[:, start // WHISPER_HOP : start // WHISPER_HOP + self.window_mel]
             padded = np.zeros((self.n_mels, WHISPER_WINDOW_MEL), np.float32)
             padded[:, : piece.shape[1]] = piece
@@ -152,7 +161,8 @@ class WhisperEncoderExtractor:
                 if pending:
                     out = self._encode(np.stack([w.array for w in pending]))
                     for window, states in zip(pending, out, strict=True):
-                        parts[window.clip].append((states[: window.n_frames], window.times(window.n_frames, frame_s)))
+                        part = (states[: window.n_frames], window.times(window.n_frames, frame_s).astype(np.float32))
+                        parts[window.clip].append(pool_frames(*part, self.pool_fps) if self._pool_windows else part)
             except Exception as error:  # noqa: BLE001 - a failed batch marks only its clips
                 for window in pending:
                     errors.setdefault(window.clip, f"error: {type(error).__name__}: {error}")
@@ -162,9 +172,7 @@ class WhisperEncoderExtractor:
             if unavailable_reason(item) is not None:
                 continue
             try:
-                windows = list(
-                    self._windows(index, to_whisper_rate(np.asarray(item.samples, np.float32), item.sample_rate))
-                )
+                windows = self._windows(index, to_whisper_rate(np.asarray(item.samples, np.float32), item.sample_rate))
             except Exception as error:  # noqa: BLE001 - one bad clip must not stop the batch
                 errors[index] = f"error: {type(error).__name__}: {error}"
                 continue
@@ -179,7 +187,7 @@ class WhisperEncoderExtractor:
             if reason is not None:
                 records.append(ClipFeatures.missing(item.clip_id, self.dim, reason))
             else:
-                records.append(_finish(item.clip_id, parts[index], self.pool_fps))
+                records.append(_finish(item.clip_id, parts[index], None if self._pool_windows else self.pool_fps))
         return records
 
 

@@ -7,7 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from pipeline.config import ParamsError, load_params
+from pipeline.cli import user_errors
+from pipeline.config import load_params
 from pipeline.grid.experiments import GridError, parse_exp_show
 from pipeline.grid.overrides import PARAMS_FILE
 from pipeline.grid.render import render_all, write_pages
@@ -25,6 +26,7 @@ def _tables(arg: str | None) -> list[Table]:
     return [TABLES_BY_KEY[k] for k in keys]
 
 
+@user_errors(GridError)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline.grid", description="The papers' ablation grids as DVC experiments."
@@ -73,9 +75,6 @@ def main(argv: list[str] | None = None) -> int:
         for path in write_pages(render_all(tables, baselines[0], seeds=seeds), out):
             log(f"wrote {path}")
         return 0
-    except (GridError, ParamsError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(
             "interrupted: queued experiments keep running (dvc queue status); rerun `python -m "
