@@ -34,7 +34,7 @@ from pipeline import whisper_models
 from pipeline.asr import AsrClip, transcribe_clips, word_errors, words
 from pipeline.atomic import write_json
 from pipeline.config import AsrParams, AudioFeatureParams
-from pipeline.features import AudioInput
+from pipeline.decoded import AudioInput
 from pipeline.features.audio import build_audio_extractor
 from tests.test_asr import load_audio
 

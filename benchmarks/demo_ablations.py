@@ -14,7 +14,8 @@ from pipeline.atomic import write_json
 from pipeline.config import load_params
 from pipeline.dataset import load_clips
 from pipeline.evaluation import evaluate_model
-from pipeline.training import build_model, default_device, model_config, set_determinism, train_model
+from pipeline.runtime import torch_device
+from pipeline.training import build_model, model_config, set_determinism, train_model
 
 VARIANTS = {
     "fusion (default)": {},
@@ -33,7 +34,7 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/demo_ablations.json")
     args = parser.parse_args()
     params = load_params(args.params)
-    device = default_device()
+    device = torch_device()
     results = {}
     for name, override in VARIANTS.items():
         fusion = params.fusion.model_copy(update=override)

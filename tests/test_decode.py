@@ -208,8 +208,8 @@ def test_silent_audio(decoder: ClipDecoder, tmp_path: Path) -> None:
     write_index_clip(path, [k / 25 for k in range(50)], audio=np.zeros(32000, np.float32))
     report, audio, _ = run(decoder, path)
     assert report.status == "silent_audio" and report.faults[0] == "silent_audio"
-    assert report.has_audio and report.audio_dbfs < PARAMS.silence_dbfs
-    assert "dBFS < silence_dbfs -60.0" in report.message
+    assert report.has_audio and report.audio_active_dbfs < PARAMS.silence_dbfs
+    assert "dBFS (loudest 10% of 50 ms frames) < silence_dbfs -80.0" in report.message
     assert len(audio.samples) == 32000 and not np.any(audio.samples)
 
 

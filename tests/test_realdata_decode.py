@@ -123,7 +123,7 @@ def test_no_face_clip_is_a_cartoon(decoded: dict[str, DecodedClip]) -> None:
 
 def test_silent_and_missing_audio(decoded: dict[str, DecodedClip]) -> None:
     silent = decoded["liveportrait_d19.mp4"]
-    assert silent.report.has_audio and silent.report.audio_dbfs < PARAMS.silence_dbfs
+    assert silent.report.has_audio and silent.report.audio_active_dbfs < PARAMS.silence_dbfs
     mute = decoded["styletalk_nice_clip1.mp4"]
     assert not mute.report.has_audio and mute.audio.samples is None and mute.report.audio_dbfs is None
 

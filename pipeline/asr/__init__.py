@@ -3,9 +3,11 @@
 Which clips are transcribed: those whose decoded audio exists and is not silent (the decode
 status says so); the others get status ``no_audio`` or ``silent`` without running a model.
 
-Decoding is deterministic: temperature 0 only (no sampling fallback), a fixed beam, and
-``condition_on_previous_text=False`` so that a misrecognised window cannot seed a repetition loop
-in the next one (the fallback that would otherwise break such loops samples at random).
+faster-whisper reads what a bare ``model.transcribe(path)`` reads (the audio on the 16-bit grid)
+with the bare call's decoding: beam search at temperature 0 and its temperature fallback, seeded
+per clip so that transcripts are reproducible; no VAD by default (``asr.vad``: on real speech it
+raised WER, README "Silence and speech"). ``condition_on_previous_text=False`` so that a
+misrecognised 30 s window cannot seed a repetition loop in the next one (only clips over 30 s).
 
 Modules: ``transcripts`` (rows, schema, the has_speech rule), ``recognizers`` (faster-whisper and
 openai-whisper behind one interface), ``parallel`` (many clips on worker processes), ``wer``

@@ -6,7 +6,8 @@ The ``has_speech`` rule, applied identically to both backends:
    (Whisper's own per-window skip rule, repeated per segment so both backends agree).
 2. ``text`` is the space-joined, stripped text of the remaining segments.
 3. ``has_speech`` is True iff that text has at least one letter or digit (any script). With
-   ``asr.vad`` (faster-whisper only) a clip in which Silero VAD finds no speech has no segments.
+   ``asr.vad`` (faster-whisper only) a clip in which Silero VAD finds no speech is transcribed
+   again without VAD before it can be ``no_speech``.
 
 ``avg_logprob`` and ``no_speech_prob`` are duration-weighted means over the segments listed in
 ``segments`` (the kept ones; null when none): the mean, not the max, so that one noisy window in
@@ -169,13 +170,16 @@ def skip_reason(clip: AsrClip) -> Transcript | None:
 
     A clip decode calls ``too_short`` (under ``decode.min_duration_s``) holds no sentence; Whisper
     would still hallucinate a word there (it wrote "I", word probability 0.05, for a 0.24 s clip),
-    so it gets ``no_speech`` without being run."""
+    so it gets ``no_speech`` without being run; so does digital silence decode did not flag (a
+    caller that skips decode), on which Whisper writes "You"."""
     if clip.samples is None or len(clip.samples) == 0:
         return Transcript.skipped(clip.clip_id, "no_audio", clip.decode_message or "no decoded audio")
     if "silent_audio" in clip.faults:
         return Transcript.skipped(clip.clip_id, "silent", clip.decode_message or "decode found the audio silent")
     if "too_short" in clip.faults:
         return Transcript.skipped(clip.clip_id, "no_speech", clip.decode_message or "clip too short to hold speech")
+    if not np.any(clip.samples):
+        return Transcript.skipped(clip.clip_id, "no_speech", "all samples are zero")
     return None
 
 

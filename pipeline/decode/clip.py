@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.config import DecodeParams
-from pipeline.decode.audio import decode_audio, fit_to_duration, level_dbfs, repair_nonfinite
+from pipeline.decode.audio import active_level_dbfs, decode_audio, fit_to_duration, level_dbfs, repair_nonfinite
 from pipeline.decode.faces import FaceDetector, crop_face
-from pipeline.decode.faults import Observations, audio_unusable, classify
+from pipeline.decode.faults import Observations, audio_unusable, classify, needs_speech_check
 from pipeline.decode.probe import Probe, StreamLog, describe, probe
+from pipeline.decode.speech import speech_found
 from pipeline.decode.video import VideoSampler
 from pipeline.decoded import FRAME_ROW_GROUP, AudioInput, VisualInput, decode_crop, encode_crop
 from pipeline.runtime import usable_cpus
@@ -34,7 +35,8 @@ class ClipReport:
     face_fraction: float | None  # None when no frame was sampled
     has_video: bool
     has_audio: bool
-    audio_dbfs: float | None  # None when no audio was decoded
+    audio_dbfs: float | None  # RMS; None when no audio was decoded
+    audio_active_dbfs: float | None = None  # loudest 10% of 50 ms frames (the silence rule's level)
 
 
 @dataclass
@@ -179,6 +181,9 @@ class ClipDecoder:
             if audio_unusable(obs.audio_nonfinite, obs.audio_samples):
                 return None  # classify says why; the level of a mostly-NaN track would mean nothing
             obs.audio_dbfs = level_dbfs(samples)
+            obs.audio_active_dbfs = active_level_dbfs(samples, rate)
+            if needs_speech_check(obs.audio_active_dbfs, self.params):
+                obs.audio_speech = speech_found(samples, rate, obs.audio_active_dbfs)
         return samples
 
     def _report(
@@ -205,6 +210,7 @@ class ClipDecoder:
             has_video=has_video,
             has_audio=samples is not None,
             audio_dbfs=obs.audio_dbfs,
+            audio_active_dbfs=obs.audio_active_dbfs,
         )
         return report, audio
 

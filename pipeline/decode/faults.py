@@ -40,7 +40,10 @@ class Observations:
     in the order found. Stream presence is None when the file could not be probed.
     ``audio_samples``: length of the decoded audio track (0 when none decoded); ``audio_nonfinite``:
     how many of them were NaN/Inf (the decoder sets them to 0, or drops the track, see
-    :func:`audio_unusable`); ``audio_dbfs`` is the level after that repair.
+    :func:`audio_unusable`); ``audio_dbfs`` (RMS) and ``audio_active_dbfs`` (loudest 10% of 50 ms
+    frames) are levels after that repair; ``audio_speech`` is whether Silero VAD found speech in
+    the level-normalised track (None when not checked: only tracks between ``silence_dbfs`` and
+    ``speech_check_dbfs`` are).
     """
 
     errors: list[str] = field(default_factory=list)
@@ -50,6 +53,8 @@ class Observations:
     n_frames: int = 0
     n_face_frames: int = 0
     audio_dbfs: float | None = None  # None when no audio was decoded
+    audio_active_dbfs: float | None = None
+    audio_speech: bool | None = None
     audio_samples: int = 0
     audio_nonfinite: int = 0
 
@@ -93,6 +98,25 @@ def _damage(obs: Observations, sample_rate: int) -> dict[str, list[str]]:
     return {"partial": [*lost, f"using what decoded: {' and '.join(kept)}"]}
 
 
+def needs_speech_check(active_dbfs: float, params: DecodeParams) -> bool:
+    """Whether the silence rule needs to know if the track holds speech (``Observations.audio_speech``)."""
+    return params.silence_dbfs <= active_dbfs < params.speech_check_dbfs
+
+
+def silence(obs: Observations, params: DecodeParams) -> str:
+    """The silent_audio message, "" when the track is not silent: its loudest frames are below
+    ``silence_dbfs``, or below ``speech_check_dbfs`` with no speech found by VAD."""
+    active = obs.audio_active_dbfs
+    if active is None:
+        return ""
+    level = f"audio level {active:.1f} dBFS (loudest 10% of 50 ms frames)"
+    if active < params.silence_dbfs:
+        return f"{level} < silence_dbfs {params.silence_dbfs}"
+    if needs_speech_check(active, params) and obs.audio_speech is False:
+        return f"{level} < speech_check_dbfs {params.speech_check_dbfs} and no speech found by VAD"
+    return ""
+
+
 def _rule_faults(obs: Observations, params: DecodeParams) -> dict[str, str]:
     """{fault: message} of every rule other than corrupt that the observations break."""
     found: dict[str, str] = {}
@@ -102,8 +126,9 @@ def _rule_faults(obs: Observations, params: DecodeParams) -> dict[str, str]:
         found["no_audio_stream"] = "no audio stream"
     if obs.duration is not None and obs.duration < Fraction(params.min_duration_s):
         found["too_short"] = f"duration {float(obs.duration):.3f} s < min_duration_s {params.min_duration_s} s"
-    if obs.audio_dbfs is not None and obs.audio_dbfs < params.silence_dbfs:
-        found["silent_audio"] = f"audio level {obs.audio_dbfs:.1f} dBFS < silence_dbfs {params.silence_dbfs}"
+    silent = silence(obs, params)
+    if silent:
+        found["silent_audio"] = silent
     if obs.n_frames and obs.n_face_frames / obs.n_frames < params.min_face_fraction:
         found["no_face"] = (
             f"{obs.n_face_frames} of {obs.n_frames} frames have a face "
