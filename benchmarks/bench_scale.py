@@ -51,7 +51,8 @@ STAGES = (
     ),
     (
         "asr",
-        ["stages.asr", "--decoded", "decoded", "--status", "status.parquet", "--out", "asr/transcripts.parquet"],
+        ["stages.asr", "--decoded", "decoded", "--status", "status.parquet", "--out", "asr/transcripts.parquet",
+         "--encoder-out", "asr/encoder"],
         "asr",
         ["asr"],
     ),
@@ -59,7 +60,8 @@ STAGES = (
         (
             f"features@{m}",
             ["stages.features", "--modality", m, "--manifest", "manifest.parquet", "--decoded", "decoded",
-             "--status", "status.parquet", "--asr", "asr/transcripts.parquet", "--out", f"features/{m}"],
+             "--status", "status.parquet", "--asr", "asr/transcripts.parquet", "--encoder", "asr/encoder",
+             "--out", f"features/{m}"],
             m,
             [f"features/{m}"],
         )

@@ -123,6 +123,10 @@ class AsrParams(_Section):
     # speech it raised WER (README "Silence and speech"); when on, a clip it empties is
     # transcribed again without it.
     vad: bool = False
+    # faster-whisper without VAD: keep each clip's Whisper encoder states (clips up to 30 s) in
+    # data/asr/encoder, so features@audio with the same encoder pools them instead of encoding
+    # again (float16: 51 KB per second of audio with base). pipeline/encoder_states.py.
+    share_encoder: bool = True
     # CTranslate2 compute type (faster-whisper only): int8, int8_float16, float16, float32, ...
     compute_type: str = "int8"
     # CPU processes, each with cpus // workers threads. On an idle 2-core machine, 120 clips:

@@ -1,8 +1,10 @@
-"""Stage asr: Whisper transcripts of every decoded clip into data/asr/transcripts.parquet."""
+"""Stage asr: Whisper transcripts of every decoded clip into data/asr/transcripts.parquet, and the
+encoder states of the clips that fit one window into data/asr/encoder (``asr.share_encoder``)."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from collections import Counter
@@ -17,6 +19,7 @@ from pipeline.atomic import write_parquet
 from pipeline.cli import user_errors
 from pipeline.config import AsrParams, load_params
 from pipeline.decoded import iter_clip_audio
+from pipeline.encoder_states import StatesWriter, model_name
 
 
 @user_errors()
@@ -26,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--decoded", required=True, help="decode output folder (audio-*.parquet)")
     parser.add_argument("--status", required=True, help="decode status table")
     parser.add_argument("--out", required=True, help="transcripts Parquet file to write")
+    parser.add_argument("--encoder-out", required=True, help="folder for the shared encoder states")
     args = parser.parse_args(argv)
     everything = load_params(args.params)
     params = everything.asr
@@ -57,9 +61,13 @@ def _run(args: argparse.Namespace, params: AsrParams, executor: runtime.Executor
 
     started = time.perf_counter()
     done: dict[str, Transcript] = {}
+    states = StatesWriter(args.encoder_out, model=model_name(params.model, params.compute_type), device=device)
     progress = tqdm(total=len(status), desc="asr", unit="clip", file=sys.stderr)
     try:
         for transcript in transcribe_clips(clips(), params, device=device, workers=params.workers, executor=executor):
+            if transcript.encoder_states is not None:
+                states.add(transcript.clip_id, transcript.encoder_states)
+                transcript = dataclasses.replace(transcript, encoder_states=None)  # on disk now, not in memory
             done[transcript.clip_id] = transcript
             progress.update()
     except AsrModelError as error:
@@ -67,6 +75,7 @@ def _run(args: argparse.Namespace, params: AsrParams, executor: runtime.Executor
         return 2
     finally:
         progress.close()
+    states.close()
     rows = [
         done.get(row["clip_id"])
         or Transcript.skipped(row["clip_id"], "no_audio", "clip has no row in the decoded audio shards")
@@ -80,7 +89,8 @@ def _run(args: argparse.Namespace, params: AsrParams, executor: runtime.Executor
     print(
         f"asr: {len(rows)} clips with {params.backend} {params.model} on {device} ({executor.name} executor) "
         f"in {elapsed:.1f} s{speed}; "
-        f"status {dict(sorted(counts.items()))}; with speech {sum(r.has_speech for r in rows)}"
+        f"status {dict(sorted(counts.items()))}; with speech {sum(r.has_speech for r in rows)}; "
+        f"encoder states kept for {states.clips}"
     )
     return 0
 

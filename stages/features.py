@@ -29,7 +29,7 @@ SPLITS = ("train", "valid", "test")
 # Project modules whose code shapes each modality's values (dvc.yaml lists them and their imports).
 CODE = {
     "visual": ("pipeline.features.visual", "pipeline.features.fer", "pipeline.decoded"),
-    "audio": ("pipeline.features.audio", "pipeline.whisper_models", "pipeline.decoded"),
+    "audio": ("pipeline.features.audio", "pipeline.whisper_models", "pipeline.decoded", "pipeline.encoder_states"),
     "text": ("pipeline.features.text",),
 }
 PACKAGES = (
@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--decoded", required=True, help="decode output folder (frames-*/audio-*.parquet)")
     parser.add_argument("--status", required=True, help="decode status table")
     parser.add_argument("--asr", required=True, help="transcripts table")
+    parser.add_argument("--encoder", default=None, help="encoder states kept by asr (audio only)")
     parser.add_argument("--out", required=True, help="folder of this modality's shards")
     args = parser.parse_args(argv)
     params = load_params(args.params)
@@ -61,9 +62,16 @@ def _run(args: argparse.Namespace, features: FeatureParams, executor: runtime.Ex
     device = executor.device(runtime.torch_device)
 
     manifest = pq.read_table(args.manifest, columns=["clip_id", "split"]).to_pylist()
-    clip_digest, inputs = provider(modality, decoded=args.decoded, status=args.status, asr=args.asr)
     # With remote workers this copy only names the model (on CPU); the workers load their own.
     extractor = build_extractor(modality, section, device="cpu" if executor.remote else device)
+    clip_digest, inputs = provider(
+        modality,
+        decoded=args.decoded,
+        status=args.status,
+        asr=args.asr,
+        encoder=args.encoder,
+        encoder_model=extractor.model_name,
+    )
     modules = ("stages.features", "pipeline.shards", "pipeline.features", "pipeline.features.inputs", *CODE[modality])
     config = {
         "modality": modality, "params": section.model_dump(), "dtype": features.dtype,
@@ -75,7 +83,7 @@ def _run(args: argparse.Namespace, features: FeatureParams, executor: runtime.Ex
     )
     runner = None
     if executor.remote:
-        spec = ExtractorSpec(modality, section, device, args.decoded, args.status, args.asr)
+        spec = ExtractorSpec(modality, section, device, args.decoded, args.status, args.asr, args.encoder)
         runner = PooledShards(executor, modality, init_worker, (spec,))
     report = build_shards(
         args.out,

@@ -375,6 +375,8 @@ def test_stage_keeps_one_row_per_status_row(tmp_path: Path) -> None:
         str(tmp_path / "status.parquet"),
         "--out",
         str(out),
+        "--encoder-out",
+        str(tmp_path / "asr" / "encoder"),
     )
     table = pq.read_table(out)
     assert table.schema.remove_metadata() == TRANSCRIPT_SCHEMA

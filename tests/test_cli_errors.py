@@ -20,7 +20,8 @@ ENTRY_POINTS = {
     "stages.make_demo": ["--out", "{t}/demo"],
     "stages.ingest": ["--out", "{t}/manifest.parquet"],
     "stages.decode": ["--manifest", "{t}/m.parquet", "--out", "{t}/decoded", "--status", "{t}/s.parquet"],
-    "stages.asr": ["--decoded", "{t}/decoded", "--status", "{t}/s.parquet", "--out", "{t}/asr.parquet"],
+    "stages.asr": ["--decoded", "{t}/decoded", "--status", "{t}/s.parquet", "--out", "{t}/asr.parquet",
+                   "--encoder-out", "{t}/encoder"],
     "stages.features": [
         "--modality", "text", "--manifest", "{t}/m.parquet", "--decoded", "{t}/d", "--status", "{t}/s.parquet",
         "--asr", "{t}/asr.parquet", "--out", "{t}/f",

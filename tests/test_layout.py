@@ -47,6 +47,7 @@ PLACEHOLDERS = (
     "data/decoded/audio-00000.parquet",
     "data/decode_status.parquet",
     "data/asr/transcripts.parquet",
+    "data/asr/encoder/encoder-00000.parquet",
     "data/features/visual/train-00000.parquet",
     "data/features/audio/train-00000.parquet",
     "data/features/text/train-00000.parquet",
@@ -108,6 +109,8 @@ def test_the_committed_copy_is_up_to_date(committed_copy: Path) -> None:
         # The decode output contract is read by ASR and by the visual and audio feature stages.
         ("pipeline/decoded.py", {"decode", "asr", "features@visual", "features@audio"}),
         ("pipeline/features/text.py", {"features@text"}),
+        # What asr hands to features@audio: its writer and reader.
+        ("pipeline/encoder_states.py", {"asr", "features@audio"}),
         ("models/ustc.py", {"train", "evaluate"}),
         # Test fixtures are no stage's code; the demo's own modules are make_demo's.
         ("tests/media.py", set()),

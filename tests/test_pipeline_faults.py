@@ -39,7 +39,9 @@ def test_fault_clips_get_their_status_and_availability(tmp_path: Path) -> None:
     _stage("stages.make_demo", *p, "--out", str(tmp_path / "demo"))
     _stage("stages.ingest", *p, "--out", str(manifest))
     _stage("stages.decode", *p, "--manifest", str(manifest), "--out", str(decoded), "--status", str(status))
-    _stage("stages.asr", *p, "--decoded", str(decoded), "--status", str(status), "--out", str(asr))
+    encoder = tmp_path / "encoder"
+    asr_io = ("--decoded", str(decoded), "--status", str(status), "--out", str(asr), "--encoder-out", str(encoder))
+    _stage("stages.asr", *p, *asr_io)
     for m in MODALITIES:
         _stage(
             "stages.features",
@@ -54,6 +56,8 @@ def test_fault_clips_get_their_status_and_availability(tmp_path: Path) -> None:
             str(status),
             "--asr",
             str(asr),
+            "--encoder",
+            str(encoder),
             "--out",
             str(tmp_path / "features" / m),
         )

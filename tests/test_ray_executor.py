@@ -61,7 +61,7 @@ class Run:
     def __init__(self, root: Path, params: Path, out: Path) -> None:
         self.root, self.params, self.out = root, params, out
         self.decoded, self.status = out / "decoded", out / "status.parquet"
-        self.asr = out / "transcripts.parquet"
+        self.asr, self.encoder = out / "transcripts.parquet", out / "encoder"
 
     def decode(self) -> None:
         manifest = str(self.root / "manifest.parquet")
@@ -70,12 +70,13 @@ class Run:
 
     def transcribe(self, decoded: Path, status: Path) -> None:
         argv = ["--params", str(self.params), "--decoded", str(decoded), "--status", str(status)]
-        assert asr.main([*argv, "--out", str(self.asr)]) == 0
+        assert asr.main([*argv, "--out", str(self.asr), "--encoder-out", str(self.encoder)]) == 0
 
     def features(self, modality: str, inputs: Run) -> Path:
         out = self.out / "features" / modality
         argv = ["--params", str(self.params), "--modality", modality, "--manifest", str(self.root / "manifest.parquet")]
         argv += ["--decoded", str(inputs.decoded), "--status", str(inputs.status), "--asr", str(inputs.asr)]
+        argv += ["--encoder", str(inputs.encoder)]
         assert features.main([*argv, "--out", str(out)]) == 0
         return out
 
@@ -170,6 +171,7 @@ def test_decode_on_ray_writes_local_bytes_after_a_killed_worker(local_ray: None,
 def test_asr_on_ray_writes_local_bytes(local_ray: None, local_run: Run, ray_run: Run) -> None:
     ray_run.transcribe(local_run.decoded, local_run.status)
     assert ray_run.asr.read_bytes() == local_run.asr.read_bytes()
+    assert _same_files(local_run.encoder, ray_run.encoder) == [] and any(local_run.encoder.iterdir())
 
 
 @pytest.mark.slow

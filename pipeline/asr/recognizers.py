@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+from collections.abc import Iterator
 from typing import Protocol
 
+import ctranslate2
 import numpy as np
 
-from pipeline import runtime
+from pipeline import encoder_states, runtime
 from pipeline.asr.transcripts import AsrClip, Segment, Transcript, Word, skip_reason, summarise
 from pipeline.config import AsrParams
 from pipeline.whisper_models import as_16bit, load_whisper_model, to_whisper_rate
@@ -42,8 +46,13 @@ class FasterWhisperRecognizer:
         compute_type: str,
         device: str,
         cpu_threads: int,
+        keep_states: bool = False,
     ) -> None:
         self.model = load_whisper_model(model, device=device, compute_type=compute_type, cpu_threads=cpu_threads)
+        # Keep the encoder states of clips that fit one window, for features@audio (not with VAD:
+        # the encoder then sees the trimmed audio, not the clip).
+        self.keep_states = keep_states and not vad
+        self.encoder_states: np.ndarray | None = None  # of the last clip recognised, when kept
         self.options = dict(
             language=language,
             beam_size=beam_size,
@@ -54,6 +63,12 @@ class FasterWhisperRecognizer:
         )
 
     def recognize(self, samples: np.ndarray) -> tuple[str | None, list[Segment]]:
+        self.encoder_states = None
+        if self.keep_states and encoder_states.shareable(len(samples)):
+            with self._first_encoding() as first:
+                language, segments = self._transcribe(samples, self.options)
+            self.encoder_states = first[0][: encoder_states.real_frames(len(samples))] if first else None
+            return language, segments
         language, segments = self._transcribe(samples, self.options)
         if not segments and self.options["vad_filter"]:
             # Silero VAD removed everything: on emotional or quiet real speech it drops whole clips
@@ -61,9 +76,27 @@ class FasterWhisperRecognizer:
             language, segments = self._transcribe(samples, {**self.options, "vad_filter": False})
         return language, segments
 
-    def _transcribe(self, samples: np.ndarray, options: dict) -> tuple[str | None, list[Segment]]:
-        import ctranslate2
+    @contextlib.contextmanager
+    def _first_encoding(self) -> Iterator[list[np.ndarray]]:
+        """Records, as (1500, D) float32, the first window the model encodes while inside; the
+        decoder, its temperature fallback and word alignment all reuse that one encoding."""
+        first: list[np.ndarray] = []
+        encode = self.model.encode
 
+        def recording(features: np.ndarray):
+            output = encode(features)
+            if not first:
+                on_cpu = output if output.device == "cpu" else output.to_device(ctranslate2.Device.cpu)
+                first.append(np.array(on_cpu)[0])
+            return output
+
+        self.model.encode = recording
+        try:
+            yield first
+        finally:
+            del self.model.encode  # the class's method again
+
+    def _transcribe(self, samples: np.ndarray, options: dict) -> tuple[str | None, list[Segment]]:
         ctranslate2.set_random_seed(SAMPLING_SEED)  # the same transcript whatever ran before
         raw, info = self.model.transcribe(samples, **options)
         segments = [
@@ -146,6 +179,7 @@ def build_recognizer(params: AsrParams, *, device: str, cpu_threads: int) -> Rec
         compute_type=params.compute_type,
         device=device,
         cpu_threads=cpu_threads,
+        keep_states=params.share_encoder,
     )
 
 
@@ -159,6 +193,8 @@ def transcribe_clip(recognizer: Recognizer, clip: AsrClip) -> Transcript:
         if not np.isfinite(samples).all():
             raise ValueError("audio has non-finite samples")
         language, segments = recognizer.recognize(samples)
-        return summarise(clip.clip_id, language, segments)
+        transcript = summarise(clip.clip_id, language, segments)
+        states = getattr(recognizer, "encoder_states", None)
+        return transcript if states is None else dataclasses.replace(transcript, encoder_states=states)
     except Exception as error:  # noqa: BLE001 - one bad clip must not stop the run
         return Transcript.skipped(clip.clip_id, "error", f"{type(error).__name__}: {error}")

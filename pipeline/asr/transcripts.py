@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -92,6 +92,9 @@ class Transcript:
     has_speech: bool
     status: str
     message: str
+    # Not a column: the clip's Whisper encoder states (T, D) when the recognizer kept them for
+    # features@audio (pipeline.encoder_states); the asr stage writes them apart.
+    encoder_states: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def skipped(cls, clip_id: str, status: str, message: str) -> Transcript:
@@ -109,7 +112,9 @@ class Transcript:
             }
             for s in self.segments
         ]
-        return {**vars(self), "segments": segments}
+        row = {**vars(self), "segments": segments}
+        del row["encoder_states"]
+        return row
 
 
 @dataclass

@@ -4,11 +4,14 @@ Both produce a (T, D) sequence of frame states at the model's own rate (50 Hz: o
 320 samples of 16 kHz audio), cut to the frames that cover real audio (``ceil(N / 320)``), then
 optionally average-pooled to ``pool_fps``.
 
-- ``"whisper-encoder"``: the encoder of the same CTranslate2 Whisper model as ASR. The log-mel of
-  the whole clip is computed once (normalised over the whole clip, exactly as both Whisper
-  implementations do before transcribing), cut into ``window_s`` windows, each zero-padded to the
-  encoder's fixed 3000 mel frames (30 s), encoded in batches of ``batch_size`` windows across
-  clips: (B, n_mels, 3000) -> (B, 1500, D), D = 512 for base, 384 for tiny.en.
+- ``"whisper-encoder"``: the encoder of the same CTranslate2 Whisper model as ASR, on the same
+  input (the audio on the 16-bit grid, ``whisper_models.as_16bit``). The log-mel of the whole
+  clip is computed once (normalised over the whole clip, exactly as both Whisper implementations
+  do before transcribing), cut into ``window_s`` windows of its content frames (as faster-whisper
+  cuts them), each zero-padded to the encoder's fixed 3000 mel frames (30 s), encoded in batches
+  of ``batch_size`` windows across clips: (B, n_mels, 3000) -> (B, 1500, D), D = 512 for base,
+  384 for tiny.en. A clip of at most 30 s whose states ASR kept (``pipeline.encoder_states``,
+  same model and compute type, ``window_s`` 30) is not encoded again: its kept states are pooled.
 - Any Hugging Face model with a convolutional waveform encoder (wav2vec2, HuBERT, WavLM, ...):
   last hidden state per frame. For checkpoints of audeering's dimensional emotion model (config
   ``architectures`` = ``Wav2Vec2ForSpeechClassification`` / ``EmotionModel``) the regression
@@ -26,11 +29,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline import encoder_states
 from pipeline.config import AudioFeatureParams
 from pipeline.decoded import AudioInput
 from pipeline.features import ClipFeatures
 from pipeline.runtime import usable_cpus
-from pipeline.whisper_models import WHISPER_SAMPLE_RATE, load_whisper_model, to_whisper_rate
+from pipeline.whisper_models import WHISPER_SAMPLE_RATE, as_16bit, load_whisper_model, to_whisper_rate
 
 WHISPER_HOP = 160  # samples per mel frame
 WHISPER_FRAME = 320  # samples per encoder frame (the encoder halves the mel rate)
@@ -117,7 +121,7 @@ class WhisperEncoderExtractor:
         self.model = load_whisper_model(
             whisper_model, device=device, compute_type=compute_type, cpu_threads=usable_cpus()
         )
-        self.model_name = f"whisper-encoder:{whisper_model}:{compute_type}"
+        self.model_name = encoder_states.model_name(whisper_model, compute_type)
         self.pool_fps = pool_fps
         self.window_mel = 2 * round(window_s * 50)
         # Windows holding whole pooling bins (30 s at 5 Hz: 150 bins) are pooled as soon as they are
@@ -141,16 +145,32 @@ class WhisperEncoderExtractor:
         return self._cut(index, mel, len(samples))
 
     def _cut(self, index: int, mel: np.ndarray, n_samples: int) -> Iterator[_Window]:
+        # The last mel frame covers only the extractor's padding: faster-whisper leaves it out of
+        # its windows, and so do these, so that a clip's first window is the one ASR encodes.
+        content = mel.shape[1] - 1
         window_samples = self.window_mel * WHISPER_HOP
         for start in range(0, n_samples, window_samples):
             real = min(window_samples, n_samples - start)
-            piece = mel[:, start // WHISPER_HOP : start // WHISPER_HOP + self.window_mel]
+            first = start // WHISPER_HOP
+            piece = mel[:, first : min(first + self.window_mel, content)]
             padded = np.zeros((self.n_mels, WHISPER_WINDOW_MEL), np.float32)
             padded[:, : piece.shape[1]] = piece
             yield _Window(index, padded, start / WHISPER_SAMPLE_RATE, math.ceil(real / WHISPER_FRAME))
 
+    def _shared(self, item: AudioInput, n_samples: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The clip's (states, times) from the states ASR kept, pooled as an encoded window would
+        be; None when there are none from this encoder for exactly this audio in one window."""
+        states = item.encoder_states
+        if states is None or item.encoder_model != self.model_name or self.window_mel != WHISPER_WINDOW_MEL:
+            return None
+        if not encoder_states.shareable(n_samples) or states.shape != (encoder_states.real_frames(n_samples), self.dim):
+            return None
+        times = ((np.arange(len(states)) + 0.5) * (WHISPER_FRAME / WHISPER_SAMPLE_RATE)).astype(np.float32)
+        return pool_frames(states, times, self.pool_fps) if self._pool_windows else (states, times)
+
     def extract_batch(self, inputs: Sequence[AudioInput]) -> list[ClipFeatures]:
-        """One record per input, in order; windows of different clips share encoder batches."""
+        """One record per input, in order; windows of different clips share encoder batches. A clip
+        with the encoder states ASR kept (:mod:`pipeline.encoder_states`) is not encoded again."""
         parts: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in inputs]
         errors: dict[int, str] = {}
         pending: list[_Window] = []
@@ -171,8 +191,13 @@ class WhisperEncoderExtractor:
         for index, item in enumerate(inputs):
             if unavailable_reason(item) is not None:
                 continue
+            samples = as_16bit(to_whisper_rate(np.asarray(item.samples, np.float32), item.sample_rate))
+            shared = self._shared(item, len(samples))
+            if shared is not None:
+                parts[index].append(shared)
+                continue
             try:
-                windows = self._windows(index, to_whisper_rate(np.asarray(item.samples, np.float32), item.sample_rate))
+                windows = self._windows(index, samples)
             except Exception as error:  # noqa: BLE001 - one bad clip must not stop the batch
                 errors[index] = f"error: {type(error).__name__}: {error}"
                 continue

@@ -8,6 +8,7 @@ or :class:`pipeline.shards.Unavailable` with the reason.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable, Iterator, Mapping
@@ -45,8 +46,16 @@ def transcript_inputs(asr: str | Path) -> Provider:
     return (lambda c: digest(rows.get(c))), inputs
 
 
-def decoded_inputs(modality: str, decoded: str | Path, status: Mapping[str, dict]) -> Provider:
-    """Over the decoded frames (visual) or audio shards; ``status`` rows by clip id."""
+def decoded_inputs(
+    modality: str,
+    decoded: str | Path,
+    status: Mapping[str, dict],
+    shared: dict[str, Path] | None = None,
+    shared_model: str = "",
+) -> Provider:
+    """Over the decoded frames (visual) or audio shards; ``status`` rows by clip id; ``shared``:
+    the encoder states of encoder ``shared_model`` that ASR kept for audio clips ({clip_id: file},
+    ``pipeline.encoder_states.index``)."""
     # Imported here: the text stage reads no decoded shards and must not depend on their reader.
     from pipeline.decoded import iter_clip_audio, iter_clip_frames
 
@@ -57,8 +66,11 @@ def decoded_inputs(modality: str, decoded: str | Path, status: Mapping[str, dict
             source[c] = path.with_name(path.name.replace("audio-", f"{kind}-"))
     file_hash = lru_cache(maxsize=None)(file_digest)
 
+    shared = shared or {}
+
     def clip_digest(c: str) -> str:
-        return digest([status.get(c), file_hash(source[c]) if c in source and source[c].is_file() else None])
+        found = [status.get(c), file_hash(source[c]) if c in source and source[c].is_file() else None]
+        return digest([*found, file_hash(shared[c])] if c in shared else found)
 
     def blocked(c: str) -> str:
         row = status.get(c) or {}
@@ -73,16 +85,43 @@ def decoded_inputs(modality: str, decoded: str | Path, status: Mapping[str, dict
         usable = [c for c in clip_ids if not blocked(c)]
         yield from (Unavailable(c, blocked(c)) for c in clip_ids if blocked(c))
         if usable:
-            yield from reader(decoded, clip_ids=usable)
+            yield from _with_states(reader(decoded, clip_ids=usable), shared, shared_model, usable)
 
     return clip_digest, inputs
 
 
-def provider(modality: str, *, decoded: str | Path, status: str | Path, asr: str | Path) -> Provider:
+def _with_states(items: Iterator, shared: dict[str, Path], model: str, clip_ids: list[str]) -> Iterator:
+    """Audio inputs with the encoder states ASR kept for them (one read of their shard files)."""
+    if not shared:
+        yield from items
+        return
+    from pipeline import encoder_states
+
+    states = dict(encoder_states.read(shared, clip_ids))
+    for item in items:
+        kept = states.get(item.clip_id)
+        yield item if kept is None else dataclasses.replace(item, encoder_states=kept, encoder_model=model)
+
+
+def provider(
+    modality: str,
+    *,
+    decoded: str | Path,
+    status: str | Path,
+    asr: str | Path,
+    encoder: str | Path | None = None,
+    encoder_model: str = "",
+) -> Provider:
     """The modality's provider over the stage's input files: the decode output folder, the decode
-    status table and the transcripts table (text reads only the transcripts)."""
+    status table and the transcripts table (text reads only the transcripts); for audio, the
+    encoder states ASR kept (folder ``encoder``) whose encoder is ``encoder_model``."""
     if modality == "text":
         return transcript_inputs(asr)
     columns = ["clip_id", "status", "faults", "n_frames", "has_audio"]
     rows = {r["clip_id"]: r for r in pq.read_table(status, columns=columns).to_pylist()}
-    return decoded_inputs(modality, decoded, rows)
+    shared = None
+    if modality == "audio" and encoder is not None and encoder_model:
+        from pipeline import encoder_states
+
+        shared = encoder_states.index(encoder, encoder_model)
+    return decoded_inputs(modality, decoded, rows, shared, encoder_model)

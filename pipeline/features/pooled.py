@@ -35,6 +35,7 @@ class ExtractorSpec:
     decoded: str
     status: str
     asr: str
+    encoder: str | None = None
 
 
 _worker: tuple[FeatureExtractor, InputProvider] | None = None  # this worker process's extractor and inputs
@@ -45,7 +46,14 @@ def init_worker(spec: ExtractorSpec) -> None:
     global _worker
     runtime.deterministic_torch(runtime.usable_cpus())
     extractor = build_extractor(spec.modality, spec.section, device=spec.device)
-    _, inputs = provider(spec.modality, decoded=spec.decoded, status=spec.status, asr=spec.asr)
+    _, inputs = provider(
+        spec.modality,
+        decoded=spec.decoded,
+        status=spec.status,
+        asr=spec.asr,
+        encoder=spec.encoder,
+        encoder_model=extractor.model_name,
+    )
     _worker = (extractor, inputs)
 
 
