@@ -37,7 +37,9 @@ from .bench_asr import cpu_seconds
 
 REPO = Path(__file__).resolve().parents[1]
 RAVDESS = REPO.parent / "shared" / "realdata" / "audio" / "ravdess"
-QUIET = ((20.0, "room"), (25.0, "zeros"), (25.0, "room"))
+# At 25 dB down, RAVDESS's room tone (its quietest quarter second) rounds to digital silence in 16
+# bits: 25 dB with room tone gave the same files' results as 25 dB with zeros, so it is left out.
+QUIET = ((20.0, "room"), (25.0, "zeros"))
 OLD_SILENCE_RMS_DBFS = -60.0
 
 

@@ -127,6 +127,10 @@ class AsrParams(_Section):
     # data/asr/encoder, so features@audio with the same encoder pools them instead of encoding
     # again (float16: 51 KB per second of audio with base). pipeline/encoder_states.py.
     share_encoder: bool = True
+    # Per-word times in the transcripts' segments. Off, as in a bare faster-whisper call: with them
+    # faster-whisper seeks back to the last word's end and decodes the rest of the window again,
+    # which wrote words into the room tone after quiet speech (README "Silence and speech").
+    word_timestamps: bool = False
     # CTranslate2 compute type (faster-whisper only): int8, int8_float16, float16, float32, ...
     compute_type: str = "int8"
     # CPU processes, each with cpus // workers threads. On an idle 2-core machine, 120 clips:

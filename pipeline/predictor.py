@@ -12,6 +12,7 @@ trained with (long clips pooled over their whole length).
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from dataclasses import dataclass
 from functools import cached_property
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline import runtime
+from pipeline import encoder_states, runtime
 from pipeline.asr import AsrClip, build_recognizer, recognizer_device, transcribe_clip
 from pipeline.cli import UsageError
 from pipeline.config import MODALITIES, DecodeParams, Params
@@ -99,6 +100,7 @@ class Predictor:
                     f"{self.info[m].model} ({self.info[m].dim}-d); pass the params.yaml it was trained with"
                 )
         self.recognizer = None
+        self._kept: tuple[str | None, np.ndarray | None] = (None, None)  # (clip id, encoder states ASR kept)
         if "text" in self.modalities:
             asr = params.asr
             self.recognizer = build_recognizer(
@@ -130,7 +132,9 @@ class Predictor:
                 self.params.decode,
             )
             report, audio = self.decoder.decode(path, clip_id, sink)
-            records = {m: self._record(m, report, audio, sink) for m in self.modalities}
+            # Text first: ASR may keep the clip's encoder states for the audio features, as in the pipeline.
+            done = {m: self._record(m, report, audio, sink) for m in sorted(self.modalities, key=lambda m: m != "text")}
+            records = {m: done[m] for m in self.modalities}
         except Exception as error:  # noqa: BLE001 - one file's failure is its row, never the run's end
             print(f"warning: {path}: {describe(error)}", file=sys.stderr)
             return self.unreadable(path, clip_id, f"error while predicting: {describe(error)}")
@@ -154,13 +158,23 @@ class Predictor:
             return ClipFeatures.missing(report.clip_id, self.info[modality].dim, reason)
         if modality == "visual":
             return sink.record(report.clip_id)
-        item = audio if modality == "audio" else self._transcribe(report, audio)
+        item = self._with_kept_states(audio) if modality == "audio" else self._transcribe(report, audio)
         return extract_robustly(self.extractors[modality], [item])[0]
 
     def _transcribe(self, report: ClipReport, audio: AudioInput) -> TextInput:
         clip = AsrClip(report.clip_id, audio.samples, audio.sample_rate, tuple(report.faults), report.message)
         row = transcribe_clip(self.recognizer, clip)
+        self._kept = (row.clip_id, row.encoder_states)
         return TextInput(row.clip_id, row.text if row.has_speech else None, "" if row.has_speech else row.status)
+
+    def _with_kept_states(self, audio: AudioInput) -> AudioInput:
+        """The audio with the encoder states ASR kept for this clip (pipeline.encoder_states), if any."""
+        clip_id, states = self._kept
+        if states is None or clip_id != audio.clip_id:
+            return audio
+        asr = self.params.asr
+        model = encoder_states.model_name(asr.model, asr.compute_type)
+        return dataclasses.replace(audio, encoder_states=states.astype("<f2").astype(np.float32), encoder_model=model)
 
     def _model(self, clip_id: str, records: dict[str, ClipFeatures]) -> tuple[np.ndarray, dict[str, bool]]:
         """(6,) values clipped to [0, 1] and which modalities the model saw."""

@@ -157,7 +157,14 @@ def test_real_videos_are_english_speech(realdata: Path, name: str, expected_word
     samples, rate = load_audio(realdata / "video" / name)
     duration = len(samples) / rate
     recognizer = FasterWhisperRecognizer(
-        model="base", language=None, beam_size=5, vad=True, compute_type="int8", device="cpu", cpu_threads=2
+        model="base",
+        language=None,
+        beam_size=5,
+        vad=True,
+        compute_type="int8",
+        device="cpu",
+        cpu_threads=2,
+        word_timestamps=True,
     )
     row = transcribe_clip(recognizer, AsrClip(name, samples, rate))
     print(f"\n{name}: {row.text!r}")
@@ -309,7 +316,7 @@ def test_openai_whisper_random_model_path() -> None:
         n_text_head=2,
         n_text_layer=2,
     )
-    recognizer = OpenAIWhisperRecognizer(model=Whisper(dims).eval(), language="en", beam_size=2)
+    recognizer = OpenAIWhisperRecognizer(model=Whisper(dims).eval(), language="en", beam_size=2, word_timestamps=True)
     rng = np.random.default_rng(0)
     clip = AsrClip("noise", (0.1 * rng.standard_normal(16000)).astype(np.float32), 16000)
     threads = torch.get_num_threads()

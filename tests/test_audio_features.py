@@ -21,6 +21,7 @@ from pipeline.features.audio import (
     emotion_model_class,
     pool_frames,
 )
+from pipeline.whisper_models import as_16bit
 
 from .test_asr import load_audio
 
@@ -61,10 +62,11 @@ def test_frames_cover_only_real_audio(raw: WhisperEncoderExtractor) -> None:
         assert record.valid.all() and len(record.valid) == frames
     assert [len(r.times) for r in out] == [150, 5, 151]
 
-    # The kept frames are exactly the first ones of the padded 30 s window.
-    mel = raw.model.feature_extractor(three)
+    # The kept frames are exactly the first ones of the padded 30 s window that faster-whisper's
+    # transcribe encodes: the audio on the 16-bit grid, its mel without the last (padding) frame.
+    mel = raw.model.feature_extractor(as_16bit(three))
     window = np.zeros((1, mel.shape[0], WHISPER_WINDOW_MEL), np.float32)
-    window[0, :, : mel.shape[1]] = mel
+    window[0, :, : mel.shape[1] - 1] = mel[:, :-1]
     full = raw._encode(window)[0]
     assert full.shape == (1500, 512)
     np.testing.assert_array_equal(out[0].values, full[:150])
@@ -75,10 +77,10 @@ def test_long_audio_is_two_windows(raw: WhisperEncoderExtractor) -> None:
     (record,) = raw.extract_batch([clip("45s", samples)])
     assert record.values.shape == (2250, 512)  # 1500 + 750 frames
     np.testing.assert_allclose(record.times[[0, 1499, 1500, -1]], [0.01, 29.99, 30.01, 44.99], atol=1e-4)
-    mel = raw.model.feature_extractor(samples)  # normalised over the whole clip, as Whisper does
+    mel = raw.model.feature_extractor(as_16bit(samples))  # normalised over the whole clip, as Whisper does
     windows = np.zeros((2, mel.shape[0], WHISPER_WINDOW_MEL), np.float32)
     windows[0] = mel[:, :3000]
-    windows[1, :, : mel.shape[1] - 3000] = mel[:, 3000:]
+    windows[1, :, : mel.shape[1] - 3001] = mel[:, 3000:-1]  # the last mel frame is padding
     expected = raw._encode(windows)
     np.testing.assert_allclose(record.values[:1500], expected[0], atol=1e-5)
     np.testing.assert_allclose(record.values[1500:], expected[1, :750], atol=1e-5)

@@ -46,6 +46,7 @@ class FasterWhisperRecognizer:
         compute_type: str,
         device: str,
         cpu_threads: int,
+        word_timestamps: bool = False,
         keep_states: bool = False,
     ) -> None:
         self.model = load_whisper_model(model, device=device, compute_type=compute_type, cpu_threads=cpu_threads)
@@ -57,7 +58,7 @@ class FasterWhisperRecognizer:
             language=language,
             beam_size=beam_size,
             vad_filter=vad,
-            word_timestamps=True,
+            word_timestamps=word_timestamps,
             temperature=TEMPERATURE_FALLBACK,
             condition_on_previous_text=False,
         )
@@ -118,12 +119,12 @@ class FasterWhisperRecognizer:
 class OpenAIWhisperRecognizer:
     """openai-whisper (PyTorch) on an already built ``whisper.model.Whisper``; it has no VAD."""
 
-    def __init__(self, *, model, language: str | None, beam_size: int) -> None:
+    def __init__(self, *, model, language: str | None, beam_size: int, word_timestamps: bool = False) -> None:
         self.model = model
         self.options = dict(
             language=language,
             beam_size=beam_size,
-            word_timestamps=True,
+            word_timestamps=word_timestamps,
             temperature=0.0,
             condition_on_previous_text=False,
             fp16=next(model.parameters()).is_cuda,
@@ -131,10 +132,13 @@ class OpenAIWhisperRecognizer:
         )
 
     @classmethod
-    def load(cls, name_or_path: str, *, language: str | None, beam_size: int, device: str) -> OpenAIWhisperRecognizer:
+    def load(
+        cls, name_or_path: str, *, language: str | None, beam_size: int, device: str, word_timestamps: bool = False
+    ) -> OpenAIWhisperRecognizer:
         import whisper  # checkpoints load with torch.load(weights_only=True) inside
 
-        return cls(model=whisper.load_model(name_or_path, device=device), language=language, beam_size=beam_size)
+        model = whisper.load_model(name_or_path, device=device)
+        return cls(model=model, language=language, beam_size=beam_size, word_timestamps=word_timestamps)
 
     def recognize(self, samples: np.ndarray) -> tuple[str | None, list[Segment]]:
         import whisper
@@ -169,7 +173,11 @@ def build_recognizer(params: AsrParams, *, device: str, cpu_threads: int) -> Rec
 
             torch.set_num_threads(cpu_threads)  # a worker process's share of the cores
         return OpenAIWhisperRecognizer.load(
-            params.model, language=params.language, beam_size=params.beam_size, device=device
+            params.model,
+            language=params.language,
+            beam_size=params.beam_size,
+            device=device,
+            word_timestamps=params.word_timestamps,
         )
     return FasterWhisperRecognizer(
         model=params.model,
@@ -179,6 +187,7 @@ def build_recognizer(params: AsrParams, *, device: str, cpu_threads: int) -> Rec
         compute_type=params.compute_type,
         device=device,
         cpu_threads=cpu_threads,
+        word_timestamps=params.word_timestamps,
         keep_states=params.share_encoder,
     )
 
