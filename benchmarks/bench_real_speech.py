@@ -6,7 +6,8 @@ silence at both ends), plus a corpus of silence and near-silence:
 
 1. decode (the stage's code): how many speech clips the silence rule drops (``silent_audio``)
    under the current rule and under the old one (whole-clip RMS below -60 dBFS), and whether the
-   silence corpus stays ``silent_audio``;
+   silence corpus stays ``silent_audio``; then the candidate silence rules (``RULES``) on every
+   speech track (also 30 dB-down copies) and the silence corpus, which chose decode's defaults;
 2. word error rate of the pipeline's ASR (``transcribe_clips`` on the decoded audio, default
    ``asr`` params, and the same with ``asr.vad`` on) against a bare call on the same files:
    ``WhisperModel(model, compute_type).transcribe(path, language, beam_size)``, nothing else set.
@@ -30,6 +31,7 @@ from pipeline.asr import AsrClip, transcribe_clips, word_errors, words
 from pipeline.atomic import write_json
 from pipeline.config import AsrParams, DecodeParams
 from pipeline.decode import decode_clip
+from pipeline.decode.speech import speech_found
 from pipeline.whisper_models import resolve_model
 from tests.quiet_speech import SpeechFile, quiet_copy, ravdess, silence_corpus
 
@@ -77,10 +79,62 @@ def wer(references: list[str], texts: list[str | None]) -> dict:
     return {"wer": errors / n_words, "errors": errors, "words": n_words, "dropped": sum(t is None for t in texts)}
 
 
-def evaluate(variant: str, files: list[SpeechFile], decode_params: DecodeParams, asr_params: AsrParams) -> dict:
+def track_levels(decoded: list) -> list[dict]:
+    """Per track: whole-clip RMS, active level, and whether Silero VAD finds speech in the raw and
+    in the level-normalised track (what the candidate silence rules read)."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    rows = []
+    for d in decoded:
+        samples, active = d.audio.samples, d.report.audio_active_dbfs
+        rows.append(
+            {
+                "rms": d.report.audio_dbfs,
+                "active": active,
+                "vad_raw": bool(get_speech_timestamps(samples, VadOptions())),
+                "vad_levelled": active > -200 and speech_found(samples, d.audio.sample_rate, active),
+            }
+        )
+    return rows
+
+
+# The candidate rules, each marking a track silent; the last is decode's (defaults -80 and -60).
+RULES = {
+    "whole-clip RMS < -60 dBFS (the rule before)": lambda t: t["rms"] < -60,
+    "active < -65": lambda t: t["active"] < -65,
+    "active < -72": lambda t: t["active"] < -72,
+    "active < -80": lambda t: t["active"] < -80,
+    "active < -80, or < -60 and VAD on the raw track finds nothing": (
+        lambda t: t["active"] < -80 or (t["active"] < -60 and not t["vad_raw"])
+    ),
+    "active < -80, or < -60 and VAD on the levelled track finds nothing (adopted)": (
+        lambda t: t["active"] < -80 or (t["active"] < -60 and not t["vad_levelled"])
+    ),
+}
+
+
+def rule_table(speech: list[dict], silence: list[dict]) -> dict:
+    table = {}
+    for name, rule in RULES.items():
+        table[name] = {
+            "speech_marked_silent": sum(map(rule, speech)),
+            "silence_not_marked": sum(not rule(t) for t in silence),
+        }
+        print(
+            f"  {name:78s} speech marked silent {table[name]['speech_marked_silent']:4d} / {len(speech)}"
+            f"   silence not marked {table[name]['silence_not_marked']:2d} / {len(silence)}",
+            flush=True,
+        )
+    return {"speech_tracks": len(speech), "silence_tracks": len(silence), "rules": table}
+
+
+def evaluate(
+    variant: str, files: list[SpeechFile], decode_params: DecodeParams, asr_params: AsrParams, levels: list[dict]
+) -> dict:
     paths = [f.path for f in files]
     references = [f.transcript for f in files]
     decoded = decode_all(paths, decode_params)
+    levels += track_levels(decoded)
     result = {
         "clips": len(files),
         # audio-only files: their status is no_video_stream, silent_audio is among their faults
@@ -115,7 +169,8 @@ def main() -> None:
     results: dict = {"variants": {}}
     with tempfile.TemporaryDirectory() as tmp:
         silence = silence_corpus(Path(tmp) / "silence")
-        reports = [d.report for d in decode_all(list(silence.values()), decode_params)]
+        silence_decoded = decode_all(list(silence.values()), decode_params)
+        reports = [d.report for d in silence_decoded]
         results["silence_corpus"] = {
             name: {"silent_audio": "silent_audio" in r.faults, "active_dbfs": r.audio_active_dbfs}
             for name, r in zip(silence, reports, strict=True)
@@ -126,8 +181,14 @@ def main() -> None:
         for attenuation, pad in QUIET:
             copies = [quiet_copy(f, Path(tmp), attenuation_db=attenuation, pad=pad) for f in originals]
             variants[copies[0].variant] = copies
+        levels: list[dict] = []
         for variant, files in variants.items():
-            results["variants"][variant] = evaluate(variant, files, decode_params, asr_params)
+            results["variants"][variant] = evaluate(variant, files, decode_params, asr_params, levels)
+        # Quieter still, for the silence rule only (decode, no ASR): 30 dB down.
+        deeper = [quiet_copy(f, Path(tmp), attenuation_db=30.0, pad="zeros") for f in originals]
+        levels += track_levels(decode_all([f.path for f in deeper], decode_params))
+        print("silence rules, on every speech track above and 30 dB copies:", flush=True)
+        results["silence_rules"] = rule_table(levels, track_levels(silence_decoded))
     for name in ("bare", "pipeline", "pipeline_vad"):
         errors = sum(v[name]["errors"] for v in results["variants"].values())
         n_words = sum(v[name]["words"] for v in results["variants"].values())
