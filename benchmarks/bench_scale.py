@@ -2,6 +2,7 @@
 
     python -m benchmarks.bench_scale [--clips 200] [--long-s 240] [--work /tmp/emi-scale]
                                      [--out benchmarks/results/scale.json]   (or: make bench-scale)
+    python -m benchmarks.bench_scale --table benchmarks/results/scale.json   (the README's table)
 
 1. Writes (once; kept in ``--work``) a corpus of ``--clips`` webcam-like clips
    (``benchmarks/scale_corpus.py``: 640x480 H.264 + AAC, VFR, Hume-like durations, one clip of
@@ -193,13 +194,34 @@ def print_table(rows: list[dict]) -> None:
               f"{r['hume_wall_h']:11.2f}")  # fmt: skip
 
 
+def markdown(result: dict) -> str:
+    """The README's scale table from a results file."""
+    lines = [
+        "| stage | CPU s / clip | wall s / clip | floor CPU s / clip | stage / floor | peak RSS MB | KB / clip "
+        "| Hume CPU h | Hume wall h |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for r in result["stages"]:
+        floor = f"{r['floor_cpu_s_per_clip']:.3f} | **{r['ratio']:.2f}x**" if "ratio" in r else "– | –"
+        lines.append(
+            f"| {r['stage']} | {r['cpu_s_per_clip']:.3f} | {r['wall_s_per_clip']:.3f} | {floor} | "
+            f"{r['peak_rss_mb']:.0f} | {r['bytes_per_clip'] / 1024:.1f} | "
+            f"{r['hume_cpu_h']:.2f} | {r['hume_wall_h']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--table", type=Path, help="print the README table of an existing results file and stop")
     parser.add_argument("--clips", type=int, default=200)
     parser.add_argument("--long-s", type=float, default=240.0, help="length of the one long clip")
     parser.add_argument("--work", type=Path, default=Path("/tmp/emi-scale"))
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "scale.json")
     args = parser.parse_args()
+    if args.table is not None:
+        print(markdown(json.loads(args.table.read_text())))
+        return 0
     work = args.work.resolve()
     for stale in ("decoded", "asr", "features"):
         subprocess.run(["rm", "-rf", str(work / stale)], check=True)
