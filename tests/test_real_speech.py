@@ -15,10 +15,11 @@ import pytest
 from pipeline.asr import AsrClip, FasterWhisperRecognizer, transcribe_clips, word_errors, words
 from pipeline.config import AsrParams, DecodeParams
 from pipeline.decode import decode_clip
+from pipeline.decode.audio import active_level_dbfs
 from pipeline.whisper_models import resolve_model
 
 from .conftest import REALDATA
-from .quiet_speech import SpeechFile, quiet_copy, ravdess, silence_corpus
+from .quiet_speech import SpeechFile, quiet_copy, ravdess, read_wav, silence_corpus
 
 DECODE = DecodeParams()
 ASR = AsrParams()
@@ -35,7 +36,7 @@ def originals() -> list[SpeechFile]:
 @pytest.fixture(scope="module")
 def quietest(originals: list[SpeechFile], tmp_path_factory: pytest.TempPathFactory) -> list[SpeechFile]:
     """The 6 quietest deliveries (calm, sad...) attenuated 25 dB with a second of silence each end."""
-    levels = [decode_clip(f.path, DECODE, clip_id=f.path.stem).report.audio_active_dbfs for f in originals]
+    levels = [active_level_dbfs(read_wav(f.path).mean(axis=1), 48_000) for f in originals]
     chosen = [originals[i] for i in np.argsort(levels)[:6]]
     out = tmp_path_factory.mktemp("quietest")
     return [quiet_copy(f, out, attenuation_db=25.0, pad="zeros") for f in chosen]
