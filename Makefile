@@ -33,7 +33,8 @@ lint: setup
 grid: setup
 	PATH="$(BIN):$$PATH" python -m pipeline.grid run
 
-# Every heavy stage on a Hume-like corpus beside its floor (README "Scale"); about an hour here.
+# Every heavy stage on a Hume-like corpus beside its floor (README "Scale"); about 20 minutes here,
+# plus the corpus on the first run.
 bench-scale: setup
 	PATH="$(BIN):$$PATH" python -m benchmarks.bench_scale $(SCALE_ARGS)
 
