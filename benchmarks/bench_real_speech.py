@@ -32,8 +32,7 @@ from pipeline.atomic import write_json
 from pipeline.config import AsrParams, DecodeParams
 from pipeline.decode import decode_clip
 from pipeline.decode.speech import speech_found
-from pipeline.whisper_models import resolve_model
-from tests.quiet_speech import SpeechFile, quiet_copy, ravdess, silence_corpus
+from tests.quiet_speech import SpeechFile, bare_transcripts, quiet_copy, ravdess, silence_corpus
 
 from .bench_asr import cpu_seconds
 
@@ -62,14 +61,9 @@ def pipeline_asr(decoded: list, params: AsrParams) -> tuple[list[str | None], di
 
 
 def bare_asr(files: list[Path], params: AsrParams) -> tuple[list[str], dict]:
-    from faster_whisper import WhisperModel
-
-    model = WhisperModel(resolve_model(params.model), device="cpu", compute_type=params.compute_type, cpu_threads=2)
-    cpu, start = cpu_seconds(), time.perf_counter()
-    texts = []
-    for path in files:
-        segments, _ = model.transcribe(str(path), language=params.language, beam_size=params.beam_size)
-        texts.append(" ".join(s.text.strip() for s in segments))
+    cpu, start = cpu_seconds(), time.perf_counter()  # model loading included, as in the pipeline's
+    options = dict(model=params.model, compute_type=params.compute_type, language=params.language)
+    texts = bare_transcripts(files, **options, beam_size=params.beam_size)
     return texts, {"wall_s": time.perf_counter() - start, "cpu_s": cpu_seconds() - cpu}
 
 

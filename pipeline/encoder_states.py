@@ -25,10 +25,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.atomic import write_parquet
+from pipeline.whisper_models import WHISPER_SAMPLE_RATE
 
-SAMPLE_RATE = 16_000
-FRAME_SAMPLES = 320  # 20 ms per encoder frame
-MAX_SAMPLES = 30 * SAMPLE_RATE  # one encoder window
+FRAME_SAMPLES = 320  # 20 ms per encoder frame (the encoder halves the 10 ms mel rate)
+MAX_SAMPLES = 30 * WHISPER_SAMPLE_RATE  # one encoder window
+STORED = np.dtype("<f2")
 ROWS_PER_SHARD = 256
 
 SCHEMA = pa.schema(
@@ -56,6 +57,11 @@ def real_frames(n_samples: int) -> int:
     return math.ceil(n_samples / FRAME_SAMPLES)
 
 
+def as_stored(states: np.ndarray) -> np.ndarray:
+    """The states as a reader gets them back: rounded to float16, as float32."""
+    return states.astype(STORED).astype(np.float32)
+
+
 def shard_path(folder: str | Path, shard: int) -> Path:
     return Path(folder) / f"encoder-{shard:05d}.parquet"
 
@@ -75,7 +81,7 @@ class StatesWriter:
         self.clips = 0
 
     def add(self, clip_id: str, states: np.ndarray) -> None:
-        states = np.ascontiguousarray(states, dtype="<f2")
+        states = np.ascontiguousarray(states, dtype=STORED)
         self.rows.append(
             {"clip_id": clip_id, "n_frames": states.shape[0], "dim": states.shape[1], "states": states.tobytes()}
         )
@@ -119,5 +125,5 @@ def read(where: dict[str, Path], clip_ids: Iterable[str]) -> Iterator[tuple[str,
     for path, wanted in by_file.items():
         rows = pq.read_table(path, filters=[("clip_id", "in", wanted)]).to_pylist()
         for row in rows:
-            flat = np.frombuffer(row["states"], "<f2")
+            flat = np.frombuffer(row["states"], STORED)
             yield row["clip_id"], flat.reshape(row["n_frames"], row["dim"]).astype(np.float32)

@@ -174,7 +174,7 @@ class Predictor:
             return audio
         asr = self.params.asr
         model = encoder_states.model_name(asr.model, asr.compute_type)
-        return dataclasses.replace(audio, encoder_states=states.astype("<f2").astype(np.float32), encoder_model=model)
+        return dataclasses.replace(audio, encoder_states=encoder_states.as_stored(states), encoder_model=model)
 
     def _model(self, clip_id: str, records: dict[str, ClipFeatures]) -> tuple[np.ndarray, dict[str, bool]]:
         """(6,) values clipped to [0, 1] and which modalities the model saw."""

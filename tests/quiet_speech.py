@@ -113,3 +113,20 @@ def silence_corpus(out_dir: Path, *, seconds: float = 3.5, seed: int = 10) -> di
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     return {name: write_wav(out_dir / f"{name}.wav", track) for name, track in tracks.items()}
+
+
+def bare_transcripts(
+    paths: list[Path], *, model: str, compute_type: str, language: str | None, beam_size: int
+) -> list[str]:
+    """What a bare faster-whisper call writes for each file: ``WhisperModel(...).transcribe(path,
+    language, beam_size)``, nothing else set (the reference the pipeline's ASR is held to)."""
+    from faster_whisper import WhisperModel
+
+    from pipeline.whisper_models import resolve_model
+
+    bare = WhisperModel(resolve_model(model), device="cpu", compute_type=compute_type, cpu_threads=2)
+    texts = []
+    for path in paths:
+        segments, _ = bare.transcribe(str(path), language=language, beam_size=beam_size)
+        texts.append(" ".join(s.text.strip() for s in segments))
+    return texts

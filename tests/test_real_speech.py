@@ -16,10 +16,9 @@ from pipeline.asr import AsrClip, FasterWhisperRecognizer, transcribe_clips, wor
 from pipeline.config import AsrParams, DecodeParams
 from pipeline.decode import decode_clip
 from pipeline.decode.audio import active_level_dbfs
-from pipeline.whisper_models import resolve_model
 
 from .conftest import REALDATA
-from .quiet_speech import SpeechFile, quiet_copy, ravdess, read_wav, silence_corpus
+from .quiet_speech import SpeechFile, bare_transcripts, quiet_copy, ravdess, read_wav, silence_corpus
 
 DECODE = DecodeParams()
 ASR = AsrParams()
@@ -68,14 +67,8 @@ def test_silence_rule_asks_vad_only_in_the_quiet_band(tmp_path: Path) -> None:
 
 
 def bare_texts(files: list[SpeechFile]) -> list[str]:
-    from faster_whisper import WhisperModel
-
-    model = WhisperModel(resolve_model(ASR.model), device="cpu", compute_type=ASR.compute_type, cpu_threads=2)
-    texts = []
-    for f in files:
-        segments, _ = model.transcribe(str(f.path), language=ASR.language, beam_size=ASR.beam_size)
-        texts.append(" ".join(s.text.strip() for s in segments))
-    return texts
+    options = dict(model=ASR.model, compute_type=ASR.compute_type, language=ASR.language, beam_size=ASR.beam_size)
+    return bare_transcripts([f.path for f in files], **options)
 
 
 def test_quiet_speech_transcribed_as_well_as_by_a_bare_call(quietest: list[SpeechFile]) -> None:

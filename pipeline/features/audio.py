@@ -23,7 +23,6 @@ Frame k of a clip sits at ``(k + 0.5) * 0.02`` s; a pooled bin b at its centre `
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -37,7 +36,7 @@ from pipeline.runtime import usable_cpus
 from pipeline.whisper_models import WHISPER_SAMPLE_RATE, as_16bit, load_whisper_model, to_whisper_rate
 
 WHISPER_HOP = 160  # samples per mel frame
-WHISPER_FRAME = 320  # samples per encoder frame (the encoder halves the mel rate)
+WHISPER_FRAME = encoder_states.FRAME_SAMPLES  # samples per encoder frame
 WHISPER_WINDOW_MEL = 3000  # the encoder's fixed input length: 30 s of mel frames
 # Fewer samples than one encoder frame carry nothing a 20 ms frame can describe.
 MIN_SAMPLES = WHISPER_FRAME
@@ -155,7 +154,7 @@ class WhisperEncoderExtractor:
             piece = mel[:, first : min(first + self.window_mel, content)]
             padded = np.zeros((self.n_mels, WHISPER_WINDOW_MEL), np.float32)
             padded[:, : piece.shape[1]] = piece
-            yield _Window(index, padded, start / WHISPER_SAMPLE_RATE, math.ceil(real / WHISPER_FRAME))
+            yield _Window(index, padded, start / WHISPER_SAMPLE_RATE, encoder_states.real_frames(real))
 
     def _shared(self, item: AudioInput, n_samples: int) -> tuple[np.ndarray, np.ndarray] | None:
         """The clip's (states, times) from the states ASR kept, pooled as an encoded window would
