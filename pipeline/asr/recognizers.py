@@ -64,13 +64,10 @@ class FasterWhisperRecognizer:
         )
 
     def recognize(self, samples: np.ndarray) -> tuple[str | None, list[Segment]]:
-        self.encoder_states = None
-        if self.keep_states and encoder_states.shareable(len(samples)):
-            with self._first_encoding() as first:
-                language, segments = self._transcribe(samples, self.options)
-            self.encoder_states = first[0][: encoder_states.real_frames(len(samples))] if first else None
-            return language, segments
-        language, segments = self._transcribe(samples, self.options)
+        keep = self.keep_states and encoder_states.shareable(len(samples))
+        with self._first_encoding() if keep else contextlib.nullcontext([]) as first:
+            language, segments = self._transcribe(samples, self.options)
+        self.encoder_states = first[0][: encoder_states.real_frames(len(samples))] if first else None
         if not segments and self.options["vad_filter"]:
             # Silero VAD removed everything: on emotional or quiet real speech it drops whole clips
             # (6 of 1,440 RAVDESS clips), and decode has already ruled the track not silent.
