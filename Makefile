@@ -1,6 +1,8 @@
 # Two commands do everything on a fresh machine:
-#   make demo   run the whole DVC pipeline on the built-in demo dataset (offline)
-#   make test   run the test suite
+#   make demo       run the whole DVC pipeline on the built-in demo dataset (offline)
+#   make test       the tests that check behaviour on small inputs (a few minutes)
+# and, for CI and before a release:
+#   make test-all   every test, the slow ones too (long clips, Ray sessions, real-speech WER, dvc queues)
 SHELL := /bin/bash
 VENV := .venv
 BIN := $(abspath $(VENV))/bin
@@ -10,7 +12,7 @@ STAMP := $(VENV)/.emi-installed
 # eval/metrics.json with the baseline committed on main (README, "CI metrics gate").
 CI_SIZE := -S demo.n_train=48 -S demo.n_valid=24 -S demo.n_test=12
 
-.PHONY: setup demo test lint grid bench-scale ci-gate ci-baseline clean-data
+.PHONY: setup demo test test-all lint grid bench-scale ci-gate ci-baseline clean-data
 
 setup: $(STAMP)
 
@@ -22,8 +24,12 @@ demo: setup
 	PATH="$(BIN):$$PATH" dvc repro
 	PATH="$(BIN):$$PATH" dvc metrics show
 
+# Both use the two cores (pytest-xdist); tests marked slow run only in test-all.
 test: setup lint
-	PATH="$(BIN):$$PATH" python -m pytest -q $(PYTEST_ARGS)
+	PATH="$(BIN):$$PATH" python -m pytest -q -n 2 -m "not slow" $(PYTEST_ARGS)
+
+test-all: setup lint
+	PATH="$(BIN):$$PATH" python -m pytest -q -n 2 $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .
@@ -31,7 +37,7 @@ lint: setup
 
 # The papers' ablation tables on the configured dataset (run `make demo` and commit dvc.lock first).
 grid: setup
-	PATH="$(BIN):$$PATH" python -m pipeline.grid run
+	PATH="$(BIN):$$PATH" python -m pipeline.experiments.grid run
 
 # Every heavy stage on a Hume-like corpus beside its floor (README "Scale"); about 20 minutes here,
 # plus the corpus on the first run.
@@ -40,7 +46,7 @@ bench-scale: setup
 
 ci-gate: setup
 	PATH="$(BIN):$$PATH" dvc exp run $(CI_SIZE)
-	PATH="$(BIN):$$PATH" python -m pipeline.gate
+	PATH="$(BIN):$$PATH" python -m pipeline.experiments.gate
 
 # Deliberate step: rerun the CI-size pipeline and leave its metrics as the new baseline to commit.
 ci-baseline: setup

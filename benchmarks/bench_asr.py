@@ -30,13 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
+from fixtures.speech import load_audio
 from pipeline import whisper_models
 from pipeline.asr import AsrClip, transcribe_clips, word_errors, words
 from pipeline.atomic import write_json
 from pipeline.config import AsrParams, AudioFeatureParams
 from pipeline.decoded import AudioInput
 from pipeline.features.audio import build_audio_extractor
-from tests.test_asr import load_audio
 
 REPO = Path(__file__).resolve().parents[1]
 REALDATA = REPO.parent / "shared" / "realdata"

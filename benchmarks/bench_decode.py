@@ -33,7 +33,7 @@ from pipeline.decode import ClipDecoder, decode_manifest, sample_frames
 from pipeline.decode.audio import decode_audio
 from pipeline.decode.faces import FaceDetector
 from pipeline.decode.probe import StreamLog, probe
-from pipeline.runtime import usable_cpus
+from pipeline.runtime.devices import usable_cpus
 
 REPO = Path(__file__).resolve().parents[1]
 VIDEOS = REPO.parent / "shared" / "realdata" / "video"

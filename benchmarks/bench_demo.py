@@ -63,7 +63,7 @@ def _loo_ridge_pearson(x: np.ndarray, y: np.ndarray, alpha: float = 1.0) -> floa
 
 def _check_text(root: Path, rows: list[dict], model_name: str) -> dict:
     from pipeline.features.text import TextExtractor
-    from pipeline.whisper_models import load_whisper_model
+    from pipeline.whisper.models import load_whisper_model
 
     model = load_whisper_model(model_name, cpu_threads=os.cpu_count() or 1)
     errors, exact, transcripts = [], 0, []

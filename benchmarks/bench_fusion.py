@@ -22,9 +22,10 @@ import torch
 
 from pipeline.atomic import write_json
 from pipeline.config import FusionParams
-from pipeline.dataset import ClipTable, ModalityInfo, build_clip_table
 from pipeline.features import ClipFeatures
-from pipeline.training import build_model, model_config, predict
+from pipeline.train.dataset import ClipTable, ModalityInfo, build_clip_table
+from pipeline.train.inference import predict
+from pipeline.train.models import build_model, model_config
 
 DIMS = {"visual": 146, "audio": 512, "text": 384}
 VARIANTS = {

@@ -27,12 +27,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from fixtures.speech import SpeechFile, bare_transcripts, quiet_copy, ravdess, silence_corpus
 from pipeline.asr import AsrClip, transcribe_clips, word_errors, words
 from pipeline.atomic import write_json
 from pipeline.config import AsrParams, DecodeParams
 from pipeline.decode import decode_clip
 from pipeline.decode.speech import speech_found
-from tests.quiet_speech import SpeechFile, bare_transcripts, quiet_copy, ravdess, silence_corpus
 
 from .bench_asr import cpu_seconds
 

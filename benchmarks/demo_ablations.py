@@ -12,10 +12,11 @@ import argparse
 
 from pipeline.atomic import write_json
 from pipeline.config import load_params
-from pipeline.dataset import load_clips
-from pipeline.evaluation import evaluate_model
-from pipeline.runtime import torch_device
-from pipeline.training import build_model, model_config, set_determinism, train_model
+from pipeline.evaluate.evaluation import evaluate_model
+from pipeline.runtime.devices import torch_device
+from pipeline.train.dataset import load_clips
+from pipeline.train.loop import set_determinism, train_model
+from pipeline.train.models import build_model, model_config
 
 VARIANTS = {
     "fusion (default)": {},

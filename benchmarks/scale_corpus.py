@@ -22,7 +22,7 @@ from pipeline.demo.face import render_face
 from pipeline.demo.media import mux_clip
 from pipeline.demo.sentences import SENTENCES
 from pipeline.demo.speech import SPEECH_RATE, espeak_settings, synthesize_speech
-from pipeline.runtime import spawn_pool
+from pipeline.runtime.pools import spawn_pool
 
 WIDTH, HEIGHT = 640, 480
 FPS = 30.0

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import runtime
 from pipeline.config import load_params
+from pipeline.runtime.devices import passive_openmp
 
 
 def _videos(work: Path) -> list[Path]:
@@ -75,7 +75,7 @@ def _audio(work: Path) -> list[np.ndarray]:
 def floor_asr(work: Path) -> tuple[dict, Callable[[], object]]:
     from faster_whisper import WhisperModel
 
-    from pipeline.whisper_models import resolve_model
+    from pipeline.whisper.models import resolve_model
 
     asr = load_params(work / "params.yaml").asr
     model = WhisperModel(resolve_model(asr.model), device="cpu", compute_type=asr.compute_type, cpu_threads=1)
@@ -93,7 +93,7 @@ def floor_audio(work: Path) -> tuple[dict, Callable[[], object]]:
     import ctranslate2
 
     from pipeline.runtime import usable_cpus
-    from pipeline.whisper_models import load_whisper_model
+    from pipeline.whisper.models import load_whisper_model
 
     section = load_params(work / "params.yaml").features.audio
     model = load_whisper_model(section.whisper_model, compute_type=section.compute_type, cpu_threads=usable_cpus())
@@ -159,7 +159,7 @@ def main() -> int:
     parser.add_argument("floor", choices=sorted(FLOORS))
     parser.add_argument("--work", type=Path, required=True)
     args = parser.parse_args()
-    runtime.passive_openmp()
+    passive_openmp()
     info, work = FLOORS[args.floor](args.work)
     cpu, wall = time.process_time(), time.perf_counter()
     work()

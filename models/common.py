@@ -1,7 +1,7 @@
 """What both fusion models share: the batch contract, input standardisation, masking helpers.
 
 A batch is ``{modality: ModalityInput}`` for the modalities of the model's config, in
-:data:`MODALITIES` order; ``pipeline.dataset`` builds it, ``models/taemi.py`` and ``models/ustc.py``
+:data:`MODALITIES` order; ``pipeline.train.dataset`` builds it, ``models/taemi.py`` and ``models/ustc.py``
 consume it.
 """
 
@@ -34,7 +34,7 @@ class ModalityInput(NamedTuple):
 class FeatureNorm(nn.Module):
     """Per-dimension standardisation of one modality's input features, (x - mean) / std.
 
-    The statistics are buffers fitted on the training split (``pipeline.training.fit_feature_norm``)
+    The statistics are buffers fitted on the training split (``pipeline.train.loop.fit_feature_norm``)
     and saved with the weights, so evaluation and prediction standardise exactly as training did.
     Pretrained features differ in scale by orders of magnitude (Whisper encoder states vs. FER
     probabilities); without this the paper's recipe (lr 1e-4) barely moves on small data.

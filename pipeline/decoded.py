@@ -134,7 +134,7 @@ class AudioInput:
     sample_rate: int
     duration_s: float
     reason: str = ""
-    # Whisper encoder states of this audio that ASR computed (pipeline.encoder_states), (T, D)
+    # Whisper encoder states of this audio that ASR computed (pipeline.whisper.encoder_states), (T, D)
     # float32, and the encoder's name; features@audio uses them in place of a second encoder pass.
     encoder_states: np.ndarray | None = None
     encoder_model: str = ""

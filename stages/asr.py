@@ -13,13 +13,13 @@ from collections.abc import Iterator
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from pipeline import runtime
 from pipeline.asr import AsrClip, AsrModelError, Transcript, recognizer_device, transcribe_clips, transcripts_table
 from pipeline.atomic import write_parquet
 from pipeline.cli import user_errors
 from pipeline.config import AsrParams, load_params
 from pipeline.decoded import iter_clip_audio
-from pipeline.encoder_states import StatesWriter, model_name
+from pipeline.runtime.executors import Executor, open_executor
+from pipeline.whisper.encoder_states import StatesWriter, model_name
 
 
 @user_errors()
@@ -33,11 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     everything = load_params(args.params)
     params = everything.asr
-    with runtime.executor(everything.runtime, "asr", workers=params.workers) as executor:
+    with open_executor(everything.runtime, "asr", workers=params.workers) as executor:
         return _run(args, params, executor)
 
 
-def _run(args: argparse.Namespace, params: AsrParams, executor: runtime.Executor) -> int:
+def _run(args: argparse.Namespace, params: AsrParams, executor: Executor) -> int:
     device = executor.device(lambda: recognizer_device(params.backend))
 
     # The status table has exactly one row per manifest clip: it fixes the output's rows and order.

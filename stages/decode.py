@@ -15,11 +15,11 @@ from collections import Counter
 
 import pyarrow.parquet as pq
 
-from pipeline import runtime
 from pipeline.atomic import write_parquet
 from pipeline.cli import user_errors
 from pipeline.config import load_params
 from pipeline.decode import decode_manifest, status_table
+from pipeline.runtime.executors import open_executor
 
 
 @user_errors()
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     splits = manifest.column("split").to_pylist()
 
     start = time.perf_counter()
-    with runtime.executor(everything.runtime, "decode", workers=params.workers) as executor:
+    with open_executor(everything.runtime, "decode", workers=params.workers) as executor:
         reports = decode_manifest(
             list(zip(ids, paths, strict=True)),
             args.out,

@@ -1,6 +1,6 @@
 """Stage evaluate: score the trained model, test its robustness, write predictions and submission.
 
-Writes ``<out>/metrics.json`` (layout in ``pipeline/evaluation.py``), ``<out>/predictions.parquet``
+Writes ``<out>/metrics.json`` (layout in ``pipeline/evaluate/evaluation.py``), ``<out>/predictions.parquet``
 (every clip of every split), ``<out>/submission.csv`` (ABAW format, test split) and
 ``<out>/plots/*.csv`` (per-emotion Pearson, predicted vs true, training curve, robustness).
 The model is rebuilt from ``<model>/config.json``, so only evaluate.* is read from params.
@@ -13,12 +13,13 @@ import sys
 
 import torch
 
-from pipeline import runtime
 from pipeline.cli import user_errors
 from pipeline.config import load_params
-from pipeline.dataset import load_clips
-from pipeline.evaluation import evaluate_model, write_outputs
-from pipeline.training import load_model, set_determinism
+from pipeline.evaluate.evaluation import evaluate_model, write_outputs
+from pipeline.runtime.devices import torch_device
+from pipeline.train.dataset import load_clips
+from pipeline.train.loop import set_determinism
+from pipeline.train.models import load_model
 
 
 @user_errors()
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="folder for metrics.json, plots/, predictions, submission")
     args = parser.parse_args(argv)
     params = load_params(args.params).evaluate
-    device = torch.device(runtime.torch_device())
+    device = torch.device(torch_device())
     set_determinism(params.robustness_seed, device)
     model, meta = load_model(args.model, device=device)
     fusion = meta["fusion"]

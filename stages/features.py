@@ -5,7 +5,7 @@ missing gets a missing record naming the reason, ``pipeline.features.unavailable
 modality's input (visual: decoded frames, audio: decoded audio, text: transcripts). A shard is
 recomputed only when its fingerprint changes: params of the modality, dtype, model, device, project
 code, package versions, and per clip its id, decode status and input (hash of its decoded shard
-file, or of its transcript row). Killed runs resume: finished shards are kept (``pipeline.shards``).
+file, or of its transcript row). Killed runs resume: finished shards are kept (``pipeline.features.shards``).
 Shards are computed in this process (``runtime.executor: local``) or by Ray actors that each load
 the extractor once (``ray``, ``pipeline.features.pooled``), with the same thread count and bytes.
 """
@@ -17,21 +17,16 @@ import sys
 
 import pyarrow.parquet as pq
 
-from pipeline import runtime
 from pipeline.cli import user_errors
 from pipeline.config import FeatureParams, load_params
-from pipeline.features import build_extractor
+from pipeline.features import MODALITY_CODE, SHARED_CODE, build_extractor
 from pipeline.features.inputs import provider
 from pipeline.features.pooled import ExtractorSpec, PooledShards, init_worker
-from pipeline.shards import build_shards, code_and_versions, fingerprint_tasks, plan_shards
+from pipeline.features.runner import build_shards, code_and_versions, fingerprint_tasks, plan_shards
+from pipeline.runtime.devices import deterministic_torch, torch_device, usable_cpus
+from pipeline.runtime.executors import Executor, open_executor
 
 SPLITS = ("train", "valid", "test")
-# Project modules whose code shapes each modality's values (dvc.yaml lists them and their imports).
-CODE = {
-    "visual": ("pipeline.features.visual", "pipeline.features.fer", "pipeline.decoded"),
-    "audio": ("pipeline.features.audio", "pipeline.whisper_models", "pipeline.decoded", "pipeline.encoder_states"),
-    "text": ("pipeline.features.text",),
-}
 PACKAGES = (
     "torch", "transformers", "tokenizers", "numpy", "pyarrow", "mediapipe", "opencv-python-headless",
     "ctranslate2", "faster-whisper",
@@ -42,7 +37,7 @@ PACKAGES = (
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--modality", required=True, choices=sorted(CODE))
+    parser.add_argument("--modality", required=True, choices=sorted(MODALITY_CODE))
     parser.add_argument("--manifest", required=True)
     parser.add_argument("--decoded", required=True, help="decode output folder (frames-*/audio-*.parquet)")
     parser.add_argument("--status", required=True, help="decode status table")
@@ -51,15 +46,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="folder of this modality's shards")
     args = parser.parse_args(argv)
     params = load_params(args.params)
-    with runtime.executor(params.runtime, "features") as executor:
+    with open_executor(params.runtime, "features") as executor:
         return _run(args, params.features, executor)
 
 
-def _run(args: argparse.Namespace, features: FeatureParams, executor: runtime.Executor) -> int:
+def _run(args: argparse.Namespace, features: FeatureParams, executor: Executor) -> int:
     # A fixed thread count and deterministic kernels: the same inputs give byte-identical shards.
-    runtime.deterministic_torch(runtime.usable_cpus())
+    deterministic_torch(usable_cpus())
     modality, section = args.modality, getattr(features, args.modality)
-    device = executor.device(runtime.torch_device)
+    device = executor.device(torch_device)
 
     manifest = pq.read_table(args.manifest, columns=["clip_id", "split"]).to_pylist()
     # With remote workers this copy only names the model (on CPU); the workers load their own.
@@ -72,7 +67,7 @@ def _run(args: argparse.Namespace, features: FeatureParams, executor: runtime.Ex
         encoder=args.encoder,
         encoder_model=extractor.model_name,
     )
-    modules = ("stages.features", "pipeline.shards", "pipeline.features", "pipeline.features.inputs", *CODE[modality])
+    modules = ("stages.features", *SHARED_CODE, *MODALITY_CODE[modality])
     config = {
         "modality": modality, "params": section.model_dump(), "dtype": features.dtype,
         "model": extractor.model_name, "device": device, "code": code_and_versions(modules, PACKAGES),

@@ -9,7 +9,7 @@ from collections import Counter
 from pipeline.atomic import write_parquet
 from pipeline.cli import user_errors
 from pipeline.config import load_params
-from pipeline.manifest import IngestError, build_manifest
+from pipeline.ingest.manifest import IngestError, build_manifest
 
 
 @user_errors(IngestError)

@@ -13,11 +13,11 @@ import sys
 import time
 from pathlib import Path
 
-from pipeline import runtime
 from pipeline.atomic import write_text
 from pipeline.cli import user_errors
 from pipeline.config import MODALITIES, load_params
 from pipeline.demo import generate_demo
+from pipeline.runtime.devices import usable_cpus
 
 
 @user_errors()
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--out", required=True, help="dataset folder to (re)write")
-    parser.add_argument("--workers", type=int, default=min(2, runtime.usable_cpus()), help="processes rendering clips")
+    parser.add_argument("--workers", type=int, default=min(2, usable_cpus()), help="processes rendering clips")
     args = parser.parse_args(argv)
     params = load_params(args.params)
     demo, source = params.demo, params.data.source

@@ -17,18 +17,13 @@ import time
 import torch
 from dvclive import Live
 
-from pipeline import runtime
 from pipeline.cli import user_errors
 from pipeline.config import load_params
-from pipeline.dataset import ClipTable, load_clips
-from pipeline.training import (
-    build_model,
-    contrastive_pretrain,
-    model_config,
-    save_model,
-    set_determinism,
-    train_model,
-)
+from pipeline.runtime.devices import torch_device
+from pipeline.train.contrastive import contrastive_pretrain
+from pipeline.train.dataset import ClipTable, load_clips
+from pipeline.train.loop import set_determinism, train_model
+from pipeline.train.models import build_model, model_config, save_model
 
 
 def _epoch_logger(live: Live):
@@ -76,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: training needs labelled train and valid clips; found {len(train_set)} and "
               f"{len(valid_set)}", file=sys.stderr)  # fmt: skip
         return 2
-    device = torch.device(runtime.torch_device())
+    device = torch.device(torch_device())
     set_determinism(train.seed, device)
     print(f"train: {len(train_set)} train / {len(valid_set)} valid labelled clips on {device}; "
           f"features {', '.join(f'{m} {i.model} ({i.dim}-d)' for m, i in clips.info.items())}")  # fmt: skip

@@ -38,10 +38,10 @@ def repo_root() -> Path:
 def local_ray() -> Iterator[None]:
     """One local Ray for the whole session, started the way a stage starts one: this machine's
     CPUs, every server on 127.0.0.1, a short temporary folder removed at the end. Stages run in
-    this process use it (``pipeline.ray_executor.ray_session`` keeps a running Ray)."""
+    this process use it (``pipeline.runtime.executors.ray.ray_session`` keeps a running Ray)."""
     if importlib.util.find_spec("ray") is None:
         pytest.skip("ray is not installed (make setup installs it)")
-    from pipeline.ray_executor import ray_session
+    from pipeline.runtime.executors.ray import ray_session
 
     with ray_session(None):
         yield

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from fixtures.speech import load_audio
 from pipeline import whisper_models
 from pipeline.asr import (
     TRANSCRIPT_SCHEMA,
@@ -36,20 +37,6 @@ from pipeline.config import AsrParams
 from pipeline.emotions import EMOTIONS
 
 from .conftest import REPO
-
-
-def load_audio(path: str | Path, rate: int | None = 16000) -> tuple[np.ndarray, int]:
-    """Decode a file's first audio stream to mono float32 with PyAV (``rate`` None keeps the file's)."""
-    with av.open(str(path)) as container:
-        stream = container.streams.audio[0]
-        rate = rate or stream.rate
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
-        chunks = [
-            out.to_ndarray().reshape(-1)
-            for frame in [*container.decode(stream), None]
-            for out in resampler.resample(frame)
-        ]
-    return np.concatenate(chunks).astype(np.float32), rate
 
 
 def test_word_errors_counts_edits() -> None:
@@ -92,7 +79,7 @@ def test_join_base_model_size_mismatch_leaves_no_model(tmp_path: Path, monkeypat
 
 
 def test_two_processes_join_concurrently(tmp_path: Path) -> None:
-    code = "import sys; from pipeline.whisper_models import join_base_model; print(join_base_model(sys.argv[1]))"
+    code = "import sys; from pipeline.whisper.models import join_base_model; print(join_base_model(sys.argv[1]))"
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", code, str(tmp_path / "base")], cwd=REPO, stdout=subprocess.PIPE, text=True

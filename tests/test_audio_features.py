@@ -11,19 +11,15 @@ import numpy as np
 import pytest
 import torch
 
+from fixtures.speech import load_audio
 from pipeline.config import AudioFeatureParams
 from pipeline.decoded import AudioInput
-from pipeline.features.audio import (
-    WHISPER_WINDOW_MEL,
-    HFAudioExtractor,
-    WhisperEncoderExtractor,
-    build_audio_extractor,
-    emotion_model_class,
-    pool_frames,
-)
-from pipeline.whisper_models import as_16bit
-
-from .test_asr import load_audio
+from pipeline.features.audio import build_audio_extractor
+from pipeline.features.audio.frames import pool_frames
+from pipeline.features.audio.hf import HFAudioExtractor, emotion_model_class
+from pipeline.features.audio.whisper_encoder import WhisperEncoderExtractor
+from pipeline.whisper.geometry import WINDOW_MEL
+from pipeline.whisper.models import as_16bit
 
 SR = 16000
 
@@ -65,7 +61,7 @@ def test_frames_cover_only_real_audio(raw: WhisperEncoderExtractor) -> None:
     # The kept frames are exactly the first ones of the padded 30 s window that faster-whisper's
     # transcribe encodes: the audio on the 16-bit grid, its mel without the last (padding) frame.
     mel = raw.model.feature_extractor(as_16bit(three))
-    window = np.zeros((1, mel.shape[0], WHISPER_WINDOW_MEL), np.float32)
+    window = np.zeros((1, mel.shape[0], WINDOW_MEL), np.float32)
     window[0, :, : mel.shape[1] - 1] = mel[:, :-1]
     full = raw._encode(window)[0]
     assert full.shape == (1500, 512)
@@ -78,7 +74,7 @@ def test_long_audio_is_two_windows(raw: WhisperEncoderExtractor) -> None:
     assert record.values.shape == (2250, 512)  # 1500 + 750 frames
     np.testing.assert_allclose(record.times[[0, 1499, 1500, -1]], [0.01, 29.99, 30.01, 44.99], atol=1e-4)
     mel = raw.model.feature_extractor(as_16bit(samples))  # normalised over the whole clip, as Whisper does
-    windows = np.zeros((2, mel.shape[0], WHISPER_WINDOW_MEL), np.float32)
+    windows = np.zeros((2, mel.shape[0], WINDOW_MEL), np.float32)
     windows[0] = mel[:, :3000]
     windows[1, :, : mel.shape[1] - 3001] = mel[:, 3000:-1]  # the last mel frame is padding
     expected = raw._encode(windows)

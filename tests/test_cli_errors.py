@@ -28,8 +28,8 @@ ENTRY_POINTS = {
     ],
     "stages.train": ["--manifest", "{t}/m.parquet", "--features", "{t}/f", "--out", "{t}/model", "--live", "{t}/l"],
     "stages.evaluate": ["--manifest", "{t}/m.parquet", "--features", "{t}/f", "--model", "{t}/model", "--out", "{t}/e"],
-    "pipeline.gate": [],
-    "pipeline.predict": ["{t}/clip.mp4", "--out", "{t}/preds.csv"],
+    "pipeline.experiments.gate": [],
+    "pipeline.predict.cli": ["{t}/clip.mp4", "--out", "{t}/preds.csv"],
 }  # fmt: skip
 
 
@@ -49,7 +49,7 @@ def test_missing_params_is_one_line_and_exit_2(module: str, tmp_path: Path, monk
 
 
 def test_grid_without_params(tmp_path: Path, capsys) -> None:
-    from pipeline.grid.cli import main
+    from pipeline.experiments.grid.cli import main
 
     assert main(["render", "--repo", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'params.yaml'}: no such file (run from the " + (

@@ -1,13 +1,13 @@
 """Long clips are used whole: a sequence over its frame budget is pooled into segments spanning the
-clip (``pipeline.dataset.pool_segments``), the same in training, evaluation and predict."""
+clip (``pipeline.train.dataset.pool_segments``), the same in training, evaluation and predict."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from pipeline.dataset import build_clip_table, pool_segments
 from pipeline.features import ClipFeatures
-from pipeline.shards import ModalityInfo
+from pipeline.features.shards import ModalityInfo
+from pipeline.train.dataset import build_clip_table, pool_segments
 
 
 def test_segments_average_their_valid_frames() -> None:

@@ -66,9 +66,9 @@ def test_stage_deps_list_every_project_module_it_imports(stage: str) -> None:
     # stages/features.py imports a modality's code on demand; import what it names for this one.
     lazy = []
     if stage.startswith("features@"):
-        from stages.features import CODE
+        from pipeline.features import MODALITY_CODE
 
-        lazy = list(CODE[stage.split("@", 1)[1]])
+        lazy = list(MODALITY_CODE[stage.split("@", 1)[1]])
     probe = (
         "import importlib, json, sys, pathlib\n"
         f"for name in {[module, *lazy]!r}: importlib.import_module(name)\n"

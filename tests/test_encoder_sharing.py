@@ -1,4 +1,4 @@
-"""One Whisper encoder pass serves ASR and the audio features (pipeline/encoder_states.py)."""
+"""One Whisper encoder pass serves ASR and the audio features (pipeline/whisper/encoder_states.py)."""
 
 from __future__ import annotations
 
@@ -8,15 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import encoder_states
+from fixtures.speech import load_audio
 from pipeline.asr import AsrClip
 from pipeline.asr.recognizers import build_recognizer, transcribe_clip
 from pipeline.config import AsrParams, AudioFeatureParams
 from pipeline.decoded import AudioInput
 from pipeline.features.audio import build_audio_extractor
+from pipeline.whisper import encoder_states, geometry
 
 from .conftest import REALDATA
-from .test_asr import load_audio
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def test_kept_states_give_the_features_of_a_second_encoder_pass(
     writer = encoder_states.StatesWriter(folder, model=extractor.model_name, device="cpu")
     for item in speech:
         states = kept(recognizer, item)
-        assert states.shape == (encoder_states.real_frames(len(item.samples)), extractor.dim)
+        assert states.shape == (geometry.real_frames(len(item.samples)), extractor.dim)
         writer.add(item.clip_id, states)
     writer.close()
     where = encoder_states.index(folder, extractor.model_name)
@@ -79,7 +79,7 @@ def test_kept_states_give_the_features_of_a_second_encoder_pass(
 
 
 def test_no_states_beyond_one_window_or_with_vad(speech, recognizer) -> None:
-    long = np.concatenate([item.samples for item in speech] * 3)[: encoder_states.MAX_SAMPLES + 320]
+    long = np.concatenate([item.samples for item in speech] * 3)[: geometry.WINDOW_SAMPLES + geometry.FRAME_SAMPLES]
     assert kept(recognizer, AudioInput("long", long, 16000, len(long) / 16000)) is None  # 30.02 s
     with_vad = build_recognizer(AsrParams(vad=True), device="cpu", cpu_threads=2)
     assert kept(with_vad, speech[0]) is None

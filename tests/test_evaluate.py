@@ -12,10 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 from scipy.stats import pearsonr
 
-from pipeline.dataset import ModalityInfo, build_clip_table
 from pipeline.emotions import EMOTIONS, LABEL_CSV_HEADER
-from pipeline.evaluation import predictions_table, random_absence, submission_csv
-from pipeline.submission import submission_stem
+from pipeline.evaluate.evaluation import predictions_table, random_absence, submission_csv
+from pipeline.evaluate.submission import submission_stem
+from pipeline.train.dataset import ModalityInfo, build_clip_table
 
 from .test_training import DIMS, _run_train, synthetic_records, write_dataset, write_params
 

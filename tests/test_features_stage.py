@@ -18,8 +18,8 @@ from pipeline.config import Params
 from pipeline.decode.faces import crop_face
 from pipeline.decoded import AUDIO_SCHEMA, STATUS_SCHEMA, frames_schema
 from pipeline.emotions import EMOTIONS
-from pipeline.manifest import MANIFEST_SCHEMA
-from pipeline.shards import read_features, shard_metadata
+from pipeline.features.shards import read_features, shard_metadata
+from pipeline.ingest.manifest import MANIFEST_SCHEMA
 from stages.features import main
 
 from .conftest import REPO

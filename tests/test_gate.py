@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.gate import GateResult, judge
+from pipeline.experiments.gate import GateResult, judge
 
 from .conftest import REPO
 
@@ -57,14 +57,14 @@ def repo(tmp_path: Path) -> Path:
 )
 def test_gate_against_committed_baseline(repo: Path, new: float, code: int, verdict: str) -> None:
     (repo / "eval" / "metrics.json").write_text(json.dumps(_metrics(new)))
-    run = _run([sys.executable, "-m", "pipeline.gate"], repo)
+    run = _run([sys.executable, "-m", "pipeline.experiments.gate"], repo)
     assert run.returncode == code, run.stdout + run.stderr
     assert verdict in run.stdout
     assert "pearson.mean" in run.stdout and "0.6" in run.stdout  # DVC's diff table is printed
 
 
 def test_gate_unchanged_metrics_pass(repo: Path) -> None:
-    run = _run([sys.executable, "-m", "pipeline.gate"], repo)
+    run = _run([sys.executable, "-m", "pipeline.experiments.gate"], repo)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "gate ok: pearson.mean 0.6000 vs baseline 0.6000" in run.stdout
 

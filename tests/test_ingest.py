@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from pipeline.emotions import EMOTIONS, LABEL_CSV_HEADER
-from pipeline.manifest import IngestError, build_manifest
+from pipeline.ingest.manifest import IngestError, build_manifest
 
 from .conftest import REPO
 

@@ -8,7 +8,7 @@ import torch
 from scipy.stats import pearsonr
 
 from pipeline.emotions import EMOTIONS
-from pipeline.metrics import pearson, pearson_loss, pearson_per_emotion, pearson_report
+from pipeline.evaluate.metrics import pearson, pearson_loss, pearson_per_emotion, pearson_report
 
 
 def _pair(n: int = 200, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from pipeline.features import MODALITIES
-from pipeline.shards import read_features
+from pipeline.features.shards import read_features
 
 from .conftest import REPO
 

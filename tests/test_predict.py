@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.bench_predict_memory import untrained_model
+from fixtures.models import untrained_model
 from pipeline.emotions import EMOTIONS, LABEL_CSV_HEADER
 from pipeline.features import MODALITIES
 

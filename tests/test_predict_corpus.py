@@ -24,7 +24,7 @@ import pytest
 import yaml
 from scipy.io import wavfile
 
-from benchmarks.bench_predict_memory import untrained_model
+from fixtures.models import untrained_model
 from pipeline.decode import STATUSES
 from pipeline.emotions import EMOTIONS
 

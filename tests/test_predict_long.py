@@ -4,7 +4,7 @@ The clip (generated: the demo face at 5 fps, 160 px, a -30 dBFS tone-and-noise t
 speech) shows one expression for its first ten minutes and another for the last ten. The model
 used to see its first 80 s of video and 120 s of audio only, so it predicted exactly what it
 predicts for the clip's first two minutes; pooled over its whole length
-(``pipeline.dataset.pool_segments``) the second half now counts. Both run in one
+(``pipeline.train.dataset.pool_segments``) the second half now counts. Both run in one
 ``pipeline.predict`` call whose peak RSS is measured (before: 2.5 GB, the 20-minute clip's face
 crops and the one-pass log-mel of its audio).
 """
@@ -19,7 +19,9 @@ import numpy as np
 import pytest
 import yaml
 
-from benchmarks.bench_predict_memory import concat_clips, face_segment, run_measured, untrained_model
+from fixtures.clips import concat_clips, face_segment
+from fixtures.models import untrained_model
+from fixtures.processes import run_measured
 from pipeline.config import parse_params
 from pipeline.emotions import EMOTIONS
 

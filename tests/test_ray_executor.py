@@ -17,13 +17,15 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from pipeline import runtime
 from pipeline.asr import AsrClip, transcribe_clips
 from pipeline.config import AsrParams, DecodeParams, Params
 from pipeline.decode import decode_manifest
 from pipeline.decoded import iter_clip_audio
 from pipeline.features.pooled import PooledShards
-from pipeline.shards import CRASHED, INCOMPLETE_PREFIX, ShardTask, build_shards, read_features, shard_fingerprint
+from pipeline.features.runner import CRASHED, INCOMPLETE_PREFIX, ShardTask, build_shards
+from pipeline.features.shards import read_features, shard_fingerprint
+from pipeline.runtime.devices import usable_cpus
+from pipeline.runtime.executors import LOCAL, Executor
 from stages import asr, decode, features, ingest, make_demo
 
 from . import dying
@@ -35,8 +37,8 @@ MODALITIES = ("visual", "audio", "text")
 LOOPBACK = {"127.0.0.1", "::ffff:127.0.0.1", "::1"}
 
 
-def _ray_executor(cpus: int = 1) -> runtime.Executor:
-    from pipeline.ray_executor import RayExecutor
+def _ray_executor(cpus: int = 1) -> Executor:
+    from pipeline.runtime.executors.ray import RayExecutor
 
     return RayExecutor(cpus=cpus)
 
@@ -153,7 +155,7 @@ def test_ray_workers_run_this_checkout_on_loopback_only(local_ray: None) -> None
 def _where() -> tuple[str, int]:
     import pipeline
 
-    return pipeline.__file__, runtime.usable_cpus()
+    return pipeline.__file__, usable_cpus()
 
 
 @pytest.mark.slow
@@ -224,7 +226,7 @@ def test_a_clip_that_kills_its_asr_worker_is_the_only_error_on_ray(local_ray: No
 def test_a_clip_that_kills_its_feature_worker_becomes_an_error_record(
     local_ray: None, tmp_path: Path, executor: str
 ) -> None:
-    ex = runtime.LOCAL if executor == "local" else _ray_executor()
+    ex = LOCAL if executor == "local" else _ray_executor()
     tasks = [
         ShardTask("train-00000.parquet", ["a", "bomb", "c", "d"], "fp"),
         ShardTask("train-00001.parquet", ["e"], "fp1"),

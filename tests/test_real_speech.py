@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fixtures.speech import SpeechFile, bare_transcripts, quiet_copy, ravdess, read_wav, silence_corpus
 from pipeline.asr import AsrClip, FasterWhisperRecognizer, transcribe_clips, word_errors, words
 from pipeline.config import AsrParams, DecodeParams
 from pipeline.decode import decode_clip
 from pipeline.decode.audio import active_level_dbfs
 
 from .conftest import REALDATA
-from .quiet_speech import SpeechFile, bare_transcripts, quiet_copy, ravdess, read_wav, silence_corpus
 
 DECODE = DecodeParams()
 ASR = AsrParams()

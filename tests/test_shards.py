@@ -11,13 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.features import ClipFeatures, TextInput
-from pipeline.shards import (
-    INCOMPLETE_PREFIX,
+from pipeline.features.runner import INCOMPLETE_PREFIX, ShardTask, Unavailable, build_shards, plan_shards
+from pipeline.features.shards import (
     ROW_GROUP_CLIPS,
-    ShardTask,
-    Unavailable,
-    build_shards,
-    plan_shards,
     read_features,
     shard_fingerprint,
     shard_info,

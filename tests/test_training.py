@@ -14,21 +14,14 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.config import FusionParams, TrainParams, UstcParams, parse_params
-from pipeline.dataset import ClipTable, ModalityInfo, build_clip_table, load_clips
 from pipeline.emotions import EMOTIONS
 from pipeline.features import ClipFeatures
-from pipeline.shards import write_shard
-from pipeline.training import (
-    WeightEma,
-    build_model,
-    contrastive_loss,
-    contrastive_pretrain,
-    lr_factor,
-    model_config,
-    predict,
-    set_determinism,
-    train_model,
-)
+from pipeline.features.shards import write_shard
+from pipeline.train.contrastive import contrastive_loss, contrastive_pretrain
+from pipeline.train.dataset import ClipTable, ModalityInfo, build_clip_table, load_clips
+from pipeline.train.inference import predict
+from pipeline.train.loop import WeightEma, lr_factor, set_determinism, train_model
+from pipeline.train.models import build_model, model_config
 
 DIMS = {"visual": 10, "audio": 8, "text": 6}
 FAST_FUSION = dict(d_model=32, out_dim=32, n_heads=4, dropout=0.0)
@@ -161,7 +154,7 @@ def test_learns_a_synthetic_problem(data, fusion: dict) -> None:
     assert result.best_val > 0.8, [round(h["val_pearson"], 3) for h in result.history]
     model.load_state_dict(result.state)
     per = predict(model, valid, batch_size=64, device=CPU)
-    from pipeline.metrics import pearson_per_emotion
+    from pipeline.evaluate.metrics import pearson_per_emotion
 
     assert pearson_per_emotion(per, valid.labels).mean() == pytest.approx(result.best_val, abs=1e-6)
 

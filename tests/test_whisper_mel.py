@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from faster_whisper.feature_extractor import FeatureExtractor
 
-from pipeline.whisper_models import MEL_PIECE_FRAMES, PIECEWISE_MIN_SAMPLES, load_whisper_model, piecewise_log_mel
+from pipeline.whisper.models import MEL_PIECE_FRAMES, PIECEWISE_MIN_SAMPLES, load_whisper_model, piecewise_log_mel
 
 
 def _audio(seconds: float, seed: int = 0) -> np.ndarray:

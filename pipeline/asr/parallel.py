@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pipeline.asr.recognizers import AsrModelError, Recognizer, build_recognizer, transcribe_clip
 from pipeline.asr.transcripts import AsrClip, Transcript, skip_reason
 from pipeline.config import AsrParams
-from pipeline.runtime import LOCAL, Executor, WorkerDied, WorkerPool
+from pipeline.runtime.executors import LOCAL, Executor, WorkerDied, WorkerPool
 
 _worker_recognizer: Recognizer | None = None
 

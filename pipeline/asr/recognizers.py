@@ -10,10 +10,12 @@ from typing import Protocol
 import ctranslate2
 import numpy as np
 
-from pipeline import encoder_states, runtime
 from pipeline.asr.transcripts import AsrClip, Segment, Transcript, Word, skip_reason, summarise
 from pipeline.config import AsrParams
-from pipeline.whisper_models import as_16bit, load_whisper_model, to_whisper_rate
+from pipeline.runtime.devices import ctranslate2_device, torch_device
+from pipeline.whisper import encoder_states
+from pipeline.whisper.geometry import real_frames
+from pipeline.whisper.models import as_16bit, load_whisper_model, to_whisper_rate
 
 # faster-whisper's default: a window whose text repeats itself (gzip compression ratio > 2.4) or
 # is improbable (mean log-probability < -1) is decoded again by sampling at the next temperature.
@@ -67,7 +69,7 @@ class FasterWhisperRecognizer:
         keep = self.keep_states and encoder_states.shareable(len(samples))
         with self._first_encoding() if keep else contextlib.nullcontext([]) as first:
             language, segments = self._transcribe(samples, self.options)
-        self.encoder_states = first[0][: encoder_states.real_frames(len(samples))] if first else None
+        self.encoder_states = first[0][: real_frames(len(samples))] if first else None
         if not segments and self.options["vad_filter"]:
             # Silero VAD removed everything: on emotional or quiet real speech it drops whole clips
             # (6 of 1,440 RAVDESS clips), and decode has already ruled the track not silent.
@@ -160,7 +162,7 @@ class OpenAIWhisperRecognizer:
 
 def recognizer_device(backend: str) -> str:
     """ "cuda" when the backend's runtime (torch or CTranslate2) sees a GPU, else "cpu"."""
-    return runtime.torch_device() if backend == "openai-whisper" else runtime.ctranslate2_device()
+    return torch_device() if backend == "openai-whisper" else ctranslate2_device()
 
 
 def build_recognizer(params: AsrParams, *, device: str, cpu_threads: int) -> Recognizer:

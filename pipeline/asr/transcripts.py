@@ -93,7 +93,7 @@ class Transcript:
     status: str
     message: str
     # Not a column: the clip's Whisper encoder states (T, D) when the recognizer kept them for
-    # features@audio (pipeline.encoder_states); the asr stage writes them apart.
+    # features@audio (pipeline.whisper.encoder_states); the asr stage writes them apart.
     encoder_states: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @classmethod

@@ -10,15 +10,16 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.cli import describe
 from pipeline.config import DecodeParams
 from pipeline.decode.audio import active_level_dbfs, decode_audio, fit_to_duration, level_dbfs, repair_nonfinite
 from pipeline.decode.faces import FaceDetector, crop_face
 from pipeline.decode.faults import Observations, audio_unusable, classify, needs_speech_check
-from pipeline.decode.probe import Probe, StreamLog, describe, probe
+from pipeline.decode.probe import Probe, StreamLog, probe
 from pipeline.decode.speech import speech_found
 from pipeline.decode.video import VideoSampler
 from pipeline.decoded import FRAME_ROW_GROUP, AudioInput, VisualInput, decode_crop, encode_crop
-from pipeline.runtime import usable_cpus
+from pipeline.runtime.devices import usable_cpus
 
 
 @dataclass

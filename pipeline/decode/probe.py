@@ -9,6 +9,8 @@ from fractions import Fraction
 
 import av
 
+from pipeline.cli import describe
+
 
 @dataclass
 class Probe:
@@ -86,10 +88,6 @@ class StreamLog:
         if self.demux_error:
             parts.append(f"{self.kind}: demuxing stopped: {self.demux_error}")
         return "; ".join(parts)
-
-
-def describe(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}"
 
 
 def decoded_frames(container: av.container.InputContainer, stream: av.stream.Stream, log: StreamLog) -> Iterator:

@@ -11,7 +11,7 @@ import av
 import numpy as np
 
 from pipeline.decode.probe import StreamLog, decoded_frames, probe, stream_times, video_end_by_demux
-from pipeline.runtime import usable_cpus
+from pipeline.runtime.devices import usable_cpus
 
 # A video whose frames end this much before its header duration is truncated (corrupt).
 TRUNCATION_TOLERANCE_S = 0.5

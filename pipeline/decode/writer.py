@@ -24,7 +24,8 @@ from pipeline.decoded import (
     frames_path,
     frames_schema,
 )
-from pipeline.runtime import LOCAL, Executor, Unit, run_units
+from pipeline.runtime.executors import LOCAL, Executor
+from pipeline.runtime.executors.units import Unit, run_units
 
 # Audio rows are buffered up to this many samples (64 MB of float32) before a row group is written.
 AUDIO_ROW_GROUP_SAMPLES = 16_000_000

@@ -42,7 +42,7 @@ face-mesh mouth-corner lift correlates 0.97 with smile and the brow-to-eye dista
 the FER2013 mini-Xception "happy" probability moves only weakly (Pearson 0.49, range 0.93-1.00),
 because the source face smiles with visible teeth at every smile level.
 
-Layout written by ``generate.generate_demo`` (the contract with ``pipeline.manifest.read_demo``)::
+Layout written by ``generate.generate_demo`` (the contract with ``pipeline.ingest.manifest.read_demo``)::
 
     clips/<clip_id>.mp4   (the variable-frame-rate fault clip is .mkv)
     labels.csv            clip_id,split,<six emotions>   (labels always present)

@@ -18,7 +18,7 @@ from pipeline.demo.clips import FAULTS, ClipSpec, write_clip
 from pipeline.demo.latent import LATENTS, conditional_expected_labels, draw_labels, draw_latents, noise_ceiling, score
 from pipeline.demo.sentences import SENTENCES
 from pipeline.emotions import EMOTIONS
-from pipeline.runtime import spawn_pool
+from pipeline.runtime.pools import spawn_pool
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 

@@ -13,7 +13,7 @@ from scipy.special import expit, ndtr
 
 from pipeline.config import MODALITIES
 from pipeline.emotions import EMOTIONS
-from pipeline.metrics import pearson
+from pipeline.evaluate.metrics import pearson
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,13 +2,14 @@
 
 An extractor turns one clip's decoded input into a :class:`ClipFeatures`: a (T, D) sequence with
 frame times and a per-frame validity mask, or an unavailable record (T = 0) when the modality is
-missing for that clip (no face, no or silent audio, no speech). ``pipeline.shards`` writes and reads
+missing for that clip (no face, no or silent audio, no speech). ``pipeline.features.shards`` writes and reads
 these records; ``pipeline.features.inputs`` feeds the extractors; ``stages/features.py`` runs one
 modality over all clips.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -87,17 +88,36 @@ class FeatureExtractor(Protocol):
         ...
 
 
-def build_extractor(modality: str, section, *, device: str) -> FeatureExtractor:
-    """The extractor of ``modality`` from its params section (``features.<modality>``).
+# Each modality's extractor module first (``build_<modality>_extractor``, imported on demand so a stage
+# loads only its own models), then the other project modules whose code shapes its values: a shard's
+# fingerprint hashes them (stages/features.py), and dvc.yaml lists them with what they import
+# (tests/test_dvc_yaml.py checks it).
+MODALITY_CODE: dict[str, tuple[str, ...]] = {
+    "visual": ("pipeline.features.visual", "pipeline.features.fer", "pipeline.decoded"),
+    "audio": (
+        "pipeline.features.audio",
+        "pipeline.features.audio.frames",
+        "pipeline.features.audio.whisper_encoder",
+        "pipeline.features.audio.hf",
+        "pipeline.whisper.geometry",
+        "pipeline.whisper.models",
+        "pipeline.whisper.encoder_states",
+        "pipeline.decoded",
+    ),
+    "text": ("pipeline.features.text",),
+}
+# The modules every modality's values go through: records, inputs, the runner, the shard format.
+SHARED_CODE: tuple[str, ...] = (
+    "pipeline.features",
+    "pipeline.features.inputs",
+    "pipeline.features.runner",
+    "pipeline.features.shards",
+)
 
-    The modality's module is imported here, on demand, so a stage loads only its own models.
-    """
-    if modality == "visual":
-        from pipeline.features.visual import build_visual_extractor as build
-    elif modality == "audio":
-        from pipeline.features.audio import build_audio_extractor as build
-    elif modality == "text":
-        from pipeline.features.text import build_text_extractor as build
-    else:
+
+def build_extractor(modality: str, section, *, device: str) -> FeatureExtractor:
+    """The extractor of ``modality`` from its params section (``features.<modality>``)."""
+    if modality not in MODALITY_CODE:
         raise ValueError(f"unknown modality {modality!r}; expected one of {MODALITIES}")
-    return build(section, device=device)
+    module = importlib.import_module(MODALITY_CODE[modality][0])
+    return getattr(module, f"build_{modality}_extractor")(section, device=device)

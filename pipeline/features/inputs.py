@@ -3,7 +3,7 @@
 Each provider returns ``(clip_digest, inputs)``: ``clip_digest(clip_id)`` hashes everything of the
 clip's input that shapes its features (so a shard is recomputed exactly when one of its clips'
 inputs changed), and ``inputs(clip_ids)`` yields, for those clips, the extractor's input object
-or :class:`pipeline.shards.Unavailable` with the reason.
+or :class:`pipeline.features.shards.Unavailable` with the reason.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from pipeline.features import TextInput, unavailable_reason
-from pipeline.shards import Unavailable, file_digest
+from pipeline.features.runner import Unavailable, file_digest
 
 Provider = tuple[Callable[[str], str], Callable[[list[str]], Iterator]]
 
@@ -55,7 +55,7 @@ def decoded_inputs(
 ) -> Provider:
     """Over the decoded frames (visual) or audio shards; ``status`` rows by clip id; ``shared``:
     the encoder states of encoder ``shared_model`` that ASR kept for audio clips ({clip_id: file},
-    ``pipeline.encoder_states.index``)."""
+    ``pipeline.whisper.encoder_states.index``)."""
     # Imported here: the text stage reads no decoded shards and must not depend on their reader.
     from pipeline.decoded import iter_clip_audio, iter_clip_frames
 
@@ -95,7 +95,7 @@ def _with_states(items: Iterator, shared: dict[str, Path], model: str, clip_ids:
     if not shared:
         yield from items
         return
-    from pipeline import encoder_states
+    from pipeline.whisper import encoder_states
 
     states = dict(encoder_states.read(shared, clip_ids))
     for item in items:
@@ -121,7 +121,7 @@ def provider(
     rows = {r["clip_id"]: r for r in pq.read_table(status, columns=columns).to_pylist()}
     shared = None
     if modality == "audio" and encoder is not None and encoder_model:
-        from pipeline import encoder_states
+        from pipeline.whisper import encoder_states
 
         shared = encoder_states.index(encoder, encoder_model)
     return decoded_inputs(modality, decoded, rows, shared, encoder_model)

@@ -3,7 +3,7 @@
 Each worker loads the modality's extractor and opens its input provider once (the pool's
 initializer), then computes whole shards: one planned shard is one unit, written atomically by the
 worker into the stage's output folder (a path every node shares), which returns a small
-:class:`pipeline.shards.ShardOutcome`. The driver (``pipeline.shards.build_shards``) keeps the
+:class:`pipeline.features.shards.ShardOutcome`. The driver (``pipeline.features.shards.build_shards``) keeps the
 fingerprint checks, the skipping of finished shards and the removal of stale ones. A worker that
 dies is handled by ``pipeline.runtime.run_units``: the shard is run again alone, and a clip that
 kills its worker twice becomes a missing record whose reason starts with ``error:``.
@@ -19,10 +19,12 @@ from pathlib import Path
 from pydantic import BaseModel
 from tqdm import tqdm
 
-from pipeline import runtime
 from pipeline.features import FeatureExtractor, build_extractor
 from pipeline.features.inputs import provider
-from pipeline.shards import Crashes, InputProvider, ShardOutcome, ShardTask, compute_shard, crash_marker
+from pipeline.features.runner import Crashes, InputProvider, ShardOutcome, ShardTask, compute_shard, crash_marker
+from pipeline.runtime.devices import deterministic_torch, usable_cpus
+from pipeline.runtime.executors import Executor
+from pipeline.runtime.executors.units import Unit, run_units
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,7 @@ _worker: tuple[FeatureExtractor, InputProvider] | None = None  # this worker pro
 def init_worker(spec: ExtractorSpec) -> None:
     """Pool initializer: the extractor with this worker's CPUs as threads, and the inputs."""
     global _worker
-    runtime.deterministic_torch(runtime.usable_cpus())
+    deterministic_torch(usable_cpus())
     extractor = build_extractor(spec.modality, spec.section, device=spec.device)
     _, inputs = provider(
         spec.modality,
@@ -70,10 +72,10 @@ def shard_unit(
 
 @dataclass(frozen=True)
 class PooledShards:
-    """A :class:`pipeline.shards.ShardRunner` on ``executor``'s workers, each set up by
+    """A :class:`pipeline.features.shards.ShardRunner` on ``executor``'s workers, each set up by
     ``initializer(*initargs)`` (the stage's: :func:`init_worker` with an :class:`ExtractorSpec`)."""
 
-    executor: runtime.Executor
+    executor: Executor
     modality: str
     initializer: Callable[..., None]
     initargs: tuple
@@ -84,7 +86,7 @@ class PooledShards:
         if not todo:
             return
         units = [
-            runtime.Unit(
+            Unit(
                 key=k,
                 name=f"features@{self.modality}: {task.name}",
                 items=task.clip_ids,
@@ -94,7 +96,7 @@ class PooledShards:
             for k, task in enumerate(todo)
         ]
         workers = min(self.executor.size(1), len(todo))
-        for k, outcome in runtime.run_units(
+        for k, outcome in run_units(
             self.executor,
             shard_unit,
             units,

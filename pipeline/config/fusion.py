@@ -1,0 +1,115 @@
+"""Params of the fusion model and its training and evaluation (fusion, train, evaluate)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from pipeline.config.base import Modality, Section
+
+
+class UstcParams(Section):
+    """Switches of the USTC model (seed 001, Table 3) and its stage-1 pretraining."""
+
+    # Temporal Feature Enhancer: TCN + segment pooling (visual), BiLSTM + gated attention (audio);
+    # false: masked mean of the linearly projected features (Table 3 baseline).
+    tfe: bool = True
+    # Quality-Aware Module: learned softmax weights over modalities; false: equal weights.
+    qam: bool = True
+    tcn_levels: int = Field(default=3, ge=1)
+    tcn_kernel: int = Field(default=3, ge=2)
+    segments: int = Field(default=8, ge=1)
+    encoder_layers: int = Field(default=2, ge=1)
+    # Vision-text and audio-text InfoNCE on the train split before the regression (needs text).
+    contrastive_pretrain: bool = False
+    contrastive_epochs: int = Field(default=5, ge=1)
+    temperature: float = Field(default=0.07, gt=0.0)
+
+
+def _vision_is_visual(value: Any) -> Any:
+    # The TAEMI paper says "vision"; the pipeline's modality name is "visual". Accept both.
+    return "visual" if value == "vision" else value
+
+
+class FusionParams(Section):
+    model: Literal["taemi", "ustc"] = "taemi"
+    modalities: tuple[Modality, ...] = ("visual", "audio", "text")
+    # TAEMI's query modality ("vision" is accepted and stored as "visual").
+    anchor: Modality = "text"
+    # TAEMI switches (Table 3): false = self-attention only; concat = no attention at all.
+    cross_attention: bool = True
+    concat: bool = False
+    # TAEMI: a missing modality becomes a learned token (true) or zeros (false).
+    missing_tokens: bool = True
+    # Both models: in training, each present modality of a sample is dropped with this probability.
+    modality_dropout: float = Field(default=0.1, ge=0.0, le=1.0)
+    d_model: int = Field(default=256, ge=8)
+    out_dim: int = Field(default=512, ge=8)
+    n_heads: int = Field(default=4, ge=1)
+    dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
+    max_visual_frames: int = Field(default=400, ge=1)
+    max_audio_frames: int = Field(default=600, ge=1)
+    ustc: UstcParams = UstcParams()
+
+    @field_validator("anchor", mode="before")
+    @classmethod
+    def _anchor_name(cls, value: Any) -> Any:
+        return _vision_is_visual(value)
+
+    @field_validator("modalities", mode="before")
+    @classmethod
+    def _modality_names(cls, value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            return tuple(_vision_is_visual(v) for v in value)
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> FusionParams:
+        if not self.modalities:
+            raise ValueError("fusion.modalities must name at least one modality")
+        if len(set(self.modalities)) != len(self.modalities):
+            raise ValueError(f"fusion.modalities has duplicates: {list(self.modalities)}")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"fusion.d_model ({self.d_model}) must be a multiple of fusion.n_heads ({self.n_heads})")
+        uses_anchor = self.model == "taemi" and self.cross_attention and not self.concat
+        if uses_anchor and self.anchor not in self.modalities:
+            raise ValueError(
+                f"fusion.anchor '{self.anchor}' is not among fusion.modalities {list(self.modalities)}; "
+                "set fusion.anchor to one of them"
+            )
+        if self.model == "ustc" and self.ustc.contrastive_pretrain:
+            if "text" not in self.modalities or len(self.modalities) < 2:
+                raise ValueError(
+                    "fusion.ustc.contrastive_pretrain aligns visual/audio with text: fusion.modalities "
+                    f"must hold text and at least one other modality, got {list(self.modalities)}"
+                )
+        return self
+
+
+# -------------------------------------------------------------------------------------- train
+class TrainParams(Section):
+    seed: int = 0
+    lr: float = Field(default=1e-4, gt=0.0)
+    weight_decay: float = Field(default=0.01, ge=0.0)
+    batch_size: int = Field(default=32, ge=1)
+    max_epochs: int = Field(default=50, ge=1)
+    # Early stopping on the validation mean Pearson.
+    patience: int = Field(default=5, ge=1)
+    # Linear warmup, then per-step cosine decay to 0 at max_epochs (cosine) or cosine cycles of
+    # sgdr_cycle_epochs down to lr/100 with warm restarts (sgdr; seed 001's 1e-5 -> 1e-7).
+    warmup_epochs: float = Field(default=1.0, ge=0.0)
+    schedule: Literal["cosine", "sgdr"] = "cosine"
+    sgdr_cycle_epochs: int = Field(default=10, ge=1)
+    grad_clip: float = Field(default=100.0, gt=0.0)
+    # mse, or pearson = 1 - mean over the six emotions of the batch Pearson correlation.
+    loss: Literal["mse", "pearson"] = "mse"
+    # Decay of the weight EMA used for validation and saved (seed 001: 0.999); null = off.
+    ema: float | None = Field(default=None, gt=0.0, lt=1.0)
+
+
+# ----------------------------------------------------------------------------------- evaluate
+class EvaluateParams(Section):
+    # Fraction of modality slots dropped at random in the robustness evaluation.
+    missing_fraction: float = Field(default=0.3, ge=0.0, le=1.0)
+    robustness_seed: int = 0

@@ -1,0 +1,7 @@
+"""``python -m pipeline.experiments.grid``."""
+
+import sys
+
+from pipeline.experiments.grid.cli import main
+
+sys.exit(main())

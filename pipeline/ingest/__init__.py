@@ -1,0 +1,1 @@
+"""Stage ingest's library: the dataset adapters that turn a release on disk into the manifest."""

@@ -1,0 +1,7 @@
+"""``python -m pipeline.predict``."""
+
+import sys
+
+from pipeline.predict.cli import main
+
+sys.exit(main())
