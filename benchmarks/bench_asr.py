@@ -31,12 +31,12 @@ from pathlib import Path
 import numpy as np
 
 from fixtures.speech import load_audio
-from pipeline import whisper_models
 from pipeline.asr import AsrClip, transcribe_clips, word_errors, words
 from pipeline.atomic import write_json
 from pipeline.config import AsrParams, AudioFeatureParams
 from pipeline.decoded import AudioInput
 from pipeline.features.audio import build_audio_extractor
+from pipeline.whisper import models as whisper_models
 
 REPO = Path(__file__).resolve().parents[1]
 REALDATA = REPO.parent / "shared" / "realdata"

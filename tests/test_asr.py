@@ -17,7 +17,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from fixtures.speech import load_audio
-from pipeline import whisper_models
 from pipeline.asr import (
     TRANSCRIPT_SCHEMA,
     AsrClip,
@@ -35,6 +34,7 @@ from pipeline.asr import (
 from pipeline.atomic import write_parquet
 from pipeline.config import AsrParams
 from pipeline.emotions import EMOTIONS
+from pipeline.whisper import models as whisper_models
 
 from .conftest import REPO
 
@@ -116,6 +116,7 @@ def base_params() -> AsrParams:
     return AsrParams()  # the shipped defaults: base, English, beam 5, VAD
 
 
+@pytest.mark.slow  # 24 real-speech files; test_real_videos_are_english_speech checks real speech fast
 def test_wer_on_ravdess_subset(realdata: Path, base_params: AsrParams) -> None:
     """24 of the 120 RAVDESS files (every fifth: both actors, all emotions); the benchmark runs all 120."""
     root = realdata / "audio" / "ravdess"

@@ -134,6 +134,19 @@ def test_index_clip_without_audio_has_no_audio_stream(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------ the dataset
+def test_two_clips_rendered_twice_are_byte_identical(tmp_path: Path) -> None:
+    """Demo generation is a pure function of its params, on the smallest demo (no fault clips)."""
+    small = TINY.model_copy(update={"n_train": 2, "n_valid": 2, "n_test": 2, "min_seconds": 1.0, "max_seconds": 1.0})
+    small = small.model_copy(update={"faults": False})
+    first, second = tmp_path / "a", tmp_path / "b"
+    generate_demo(first, small, workers=1, ceiling_draws=2000)
+    generate_demo(second, small, workers=1, ceiling_draws=2000)
+    files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())
+    assert [p for p in files if (first / p).read_bytes() != (second / p).read_bytes()] == []
+
+
+@pytest.mark.slow  # the tiny demo with its fault clips rendered again, in one process instead of two
 def test_same_seed_gives_byte_identical_files(tiny: Path, tmp_path: Path) -> None:
     again = tmp_path / "again"
     generate_demo(again, TINY, workers=1)  # one process instead of two: output must not change

@@ -17,8 +17,8 @@ import pytest
 import yaml
 from dvc.utils.hydra import apply_overrides as dvc_apply_overrides
 
-from pipeline import grid
 from pipeline.config import parse_params
+from pipeline.experiments import grid
 
 from .conftest import REPO
 

@@ -99,10 +99,12 @@ def _changed_after(repo: Path, edited: str) -> set[str]:
         path.write_bytes(original)
 
 
+@pytest.mark.slow  # dvc in a copy of the repository; tests/test_dvc_yaml.py checks the deps statically
 def test_the_committed_copy_is_up_to_date(committed_copy: Path) -> None:
     assert json.loads(_run(committed_copy, sys.executable, "-m", "dvc", "status", "--json") or "{}") == {}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("edited", "stages"),
     [
@@ -145,8 +147,9 @@ def _imports(path: Path, known: set[str]) -> set[str]:
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
-            if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+            if node.level:  # relative: up from this file's package
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parts, base] if base else parts)
             names = [f"{base}.{alias.name}" for alias in node.names] + [base]
         else:
             continue
