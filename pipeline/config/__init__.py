@@ -12,26 +12,50 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ValidationError, model_validator
 
 from pipeline.config.base import MODALITIES, Modality, Section
 from pipeline.config.features import AudioFeatureParams, FeatureParams, TextFeatureParams, VisualFeatureParams
-from pipeline.config.fusion import EvaluateParams, FusionParams, TrainParams, UstcParams
-from pipeline.config.media import AsrParams, DataParams, DecodeParams, DemoParams
+from pipeline.config.fusion import (
+    CLIP_MODELS,
+    FRAME_MODELS,
+    AuParams,
+    EvaluateParams,
+    ExprParams,
+    FramesParams,
+    FusionParams,
+    TemporalParams,
+    TrainParams,
+    UstcParams,
+    VaParams,
+)
+from pipeline.config.media import AsrParams, DataParams, DecodeParams, DemoParams, DemoTracksParams
 from pipeline.config.run import GateParams, GridParams, RuntimeParams
+from pipeline.tasks import TASKS as _TASK_REGISTRY
 
 __all__ = [
-    "ALL_KEYS", "MODALITIES", "STAGE_SECTIONS", "UNTRACKED_SECTIONS", "AsrParams", "AudioFeatureParams", "DataParams",
-    "DecodeParams", "DemoParams", "EvaluateParams", "FeatureParams", "FusionParams", "GateParams", "GridParams",
-    "Modality", "Params", "ParamsError", "RuntimeParams", "TextFeatureParams", "TrainParams", "UstcParams",
-    "VisualFeatureParams", "load_params", "parse_params", "stage_keys",
+    "ALL_KEYS", "CLIP_MODELS", "FRAME_MODELS", "FRAME_TASKS", "MODALITIES", "STAGE_SECTIONS", "TASKS",
+    "UNTRACKED_SECTIONS", "AsrParams", "AuParams", "AudioFeatureParams", "DataParams", "DecodeParams", "DemoParams",
+    "DemoTracksParams", "EvaluateParams", "ExprParams", "FeatureParams", "FramesParams", "FusionParams", "GateParams",
+    "GridParams", "Modality", "Params", "ParamsError", "RuntimeParams", "TemporalParams", "TextFeatureParams",
+    "TrainParams", "UstcParams", "VaParams", "VisualFeatureParams", "load_params", "parse_params", "stage_keys",
 ]  # fmt: skip
+
+# The ABAW tasks (pipeline/tasks): emi (clip level, Hume-Vidmimic2) and the Aff-Wild2 frame-level tracks.
+TASKS: tuple[str, ...] = tuple(_TASK_REGISTRY)
+FRAME_TASKS: tuple[str, ...] = tuple(name for name, task in _TASK_REGISTRY.items() if task.is_frame)
+TaskName = Literal[TASKS]  # type: ignore[valid-type]
+# The data sources each level of task reads (demo: the built-in demo of that level).
+_SOURCES = {"clip": ("demo", "hume", "manifest"), "frame": ("demo", "affwild2")}
 
 
 class Params(Section):
+    # emi: six intensities per clip (Hume-Vidmimic2); va, expr, au: valence-arousal, expression,
+    # action units per frame (Aff-Wild2). The stages downstream of features read it.
+    task: TaskName = "emi"
     data: DataParams = DataParams()
     demo: DemoParams = DemoParams()
     decode: DecodeParams = DecodeParams()
@@ -40,24 +64,52 @@ class Params(Section):
     fusion: FusionParams = FusionParams()
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
+    frames: FramesParams = FramesParams()
+    va: VaParams = VaParams()
+    expr: ExprParams = ExprParams()
+    au: AuParams = AuParams()
     gate: GateParams = GateParams()
     grid: GridParams = GridParams()
     runtime: RuntimeParams = RuntimeParams()
+
+    @model_validator(mode="after")
+    def _task_fits(self) -> Params:
+        level = "frame" if self.task in FRAME_TASKS else "clip"
+        if self.data.source not in _SOURCES[level]:
+            raise ValueError(
+                f"task {self.task} is {level}-level: data.source must be one of {list(_SOURCES[level])}, "
+                f"not {self.data.source!r}"
+            )
+        models = FRAME_MODELS if level == "frame" else CLIP_MODELS
+        if self.fusion.model not in models:
+            raise ValueError(
+                f"fusion.model {self.fusion.model!r} is not a {level}-level model; for task {self.task} choose one "
+                f"of {list(models)} (e.g. -S fusion.model={models[1]})"
+            )
+        if level == "frame" and "visual" not in self.fusion.modalities:
+            raise ValueError(
+                f"the frame-level models need visual among fusion.modalities, got {list(self.fusion.modalities)}"
+            )
+        if self.fusion.model == "dual_branch" and "audio" not in self.fusion.modalities:
+            raise ValueError("fusion.model dual_branch needs audio among fusion.modalities (its second branch)")
+        return self
 
 
 # Which params sections each stage reads (dotted prefixes). dvc.yaml must track exactly the
 # leaf keys under these prefixes: tests/test_config.py checks it.
 STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
-    # make_demo reads data.source only to skip generating when the demo is not the data source.
-    "make_demo": ("demo", "data.source"),
+    # make_demo reads data.source only to skip generating when the demo is not the data source, and
+    # task for which demo to write (clips for emi, tracks for the frame-level tasks).
+    "make_demo": ("demo", "data.source", "task"),
     "ingest": ("data",),
     "decode": ("decode",),
     "asr": ("asr",),
     "features@visual": ("features.visual", "features.dtype", "features.clips_per_shard"),
     "features@audio": ("features.audio", "features.dtype", "features.clips_per_shard"),
     "features@text": ("features.text", "features.dtype", "features.clips_per_shard"),
-    "train": ("fusion", "train"),
-    # evaluate rebuilds the model from data/model/config.json, so fusion.* reaches it through train.
+    "train": ("task", "fusion", "train", "frames", "va", "expr", "au"),
+    # evaluate rebuilds the model from data/model/config.json, so the task and fusion.* (and the task's
+    # windows, smoothing and thresholds) reach it through train.
     "evaluate": ("evaluate",),
 }
 
@@ -105,6 +157,8 @@ def _explain(error: ValidationError) -> str:
             close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             lines.append(f"unknown key '{key}'{hint}")
+        elif not key:  # a rule across sections (Params._task_fits): its message says it all
+            lines.append(item["msg"].removeprefix("Value error, "))
         else:
             lines.append(f"bad value for '{key}': {item['msg']} (got {item.get('input')!r})")
     return "params.yaml does not match the schema:\n  " + "\n  ".join(lines)

@@ -27,13 +27,33 @@ class UstcParams(Section):
     temperature: float = Field(default=0.07, gt=0.0)
 
 
+class TemporalParams(Section):
+    """The frame-level fusion models (tasks va, expr, au; ``models/frame_*.py``)."""
+
+    # Transformer encoder layers over a window's frames.
+    layers: int = Field(default=2, ge=1)
+    # Reliability-aware fusion: learned latents that summarise the audio/context stream of a window.
+    audio_latents: int = Field(default=4, ge=1)
+    # Directed cross-modal mixture of experts: hidden width of the gating network.
+    gate_hidden: int = Field(default=64, ge=4)
+
+
+# The fusion models: clip-level (task emi) and frame-level (tasks va, expr, au).
+CLIP_MODELS: tuple[str, ...] = ("taemi", "ustc")
+FRAME_MODELS: tuple[str, ...] = ("visual_temporal", "reliability", "moe", "dual_branch")
+
+
 def _vision_is_visual(value: Any) -> Any:
     # The TAEMI paper says "vision"; the pipeline's modality name is "visual". Accept both.
     return "visual" if value == "vision" else value
 
 
 class FusionParams(Section):
-    model: Literal["taemi", "ustc"] = "taemi"
+    # Clip level (task emi): taemi (seed 002) or ustc (seed 001). Frame level (va, expr, au):
+    # visual_temporal (the visual-only baseline), reliability (seed 003's reliability-aware
+    # audio-visual fusion), moe (its directed cross-modal mixture of experts) or dual_branch (seed
+    # 003 abstract 4: dual-branch Transformer with safe cross-attention).
+    model: Literal["taemi", "ustc", "visual_temporal", "reliability", "moe", "dual_branch"] = "taemi"
     modalities: tuple[Modality, ...] = ("visual", "audio", "text")
     # TAEMI's query modality ("vision" is accepted and stored as "visual").
     anchor: Modality = "text"
@@ -51,6 +71,7 @@ class FusionParams(Section):
     max_visual_frames: int = Field(default=400, ge=1)
     max_audio_frames: int = Field(default=600, ge=1)
     ustc: UstcParams = UstcParams()
+    temporal: TemporalParams = TemporalParams()
 
     @field_validator("anchor", mode="before")
     @classmethod
@@ -102,7 +123,8 @@ class TrainParams(Section):
     schedule: Literal["cosine", "sgdr"] = "cosine"
     sgdr_cycle_epochs: int = Field(default=10, ge=1)
     grad_clip: float = Field(default=100.0, gt=0.0)
-    # mse, or pearson = 1 - mean over the six emotions of the batch Pearson correlation.
+    # Task emi: mse, or pearson = 1 - mean over the six emotions of the batch Pearson correlation.
+    # The frame-level tasks take their losses from their own sections (va, expr, au).
     loss: Literal["mse", "pearson"] = "mse"
     # Decay of the weight EMA used for validation and saved (seed 001: 0.999); null = off.
     ema: float | None = Field(default=None, gt=0.0, lt=1.0)
@@ -113,3 +135,55 @@ class EvaluateParams(Section):
     # Fraction of modality slots dropped at random in the robustness evaluation.
     missing_fraction: float = Field(default=0.3, ge=0.0, le=1.0)
     robustness_seed: int = 0
+
+
+# ------------------------------------------------------------------------- frame-level tasks
+class FramesParams(Section):
+    """Windows of decoded frames (at ``decode.fps``) that the frame-level models see (tasks va, expr, au)."""
+
+    # Frames per window (64 at 5 fps: 12.8 s) and the step between window starts; predictions of
+    # overlapping windows are averaged, and the last window is aligned to the track's end.
+    window: int = Field(default=64, ge=2)
+    stride: int = Field(default=32, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> FramesParams:
+        if self.stride > self.window:
+            raise ValueError(
+                f"frames.stride ({self.stride}) exceeds frames.window ({self.window}): frames would be skipped"
+            )
+        return self
+
+
+class VaParams(Section):
+    """Task va: valence and arousal in [-1, 1] per frame, scored by CCC."""
+
+    # ccc: 1 - mean CCC of valence and arousal over the batch's valid frames; mse_weight adds an MSE term.
+    loss: Literal["ccc", "mse"] = "ccc"
+    mse_weight: float = Field(default=0.0, ge=0.0)
+    # Half-width, in annotated frames, of the box filter over each track's predictions (0: off;
+    # the anchors gained up to +0.06 CCC from about 50 frames).
+    smoothing: int = Field(default=0, ge=0)
+
+
+class ExprParams(Section):
+    """Task expr: one of 8 expression classes per frame, scored by macro F1."""
+
+    # focal (seed 003 abstract 4) or ce (cross-entropy); class_weights: inverse class frequency of the
+    # training frames, normalised to mean 1 (the classes are very unbalanced).
+    loss: Literal["focal", "ce"] = "focal"
+    focal_gamma: float = Field(default=2.0, ge=0.0)
+    class_weights: bool = True
+    # Half-width, in annotated frames, of the soft-voting window over the class probabilities.
+    smoothing: int = Field(default=0, ge=0)
+
+
+class AuParams(Section):
+    """Task au: 12 action units per frame (multi-label), scored by mean F1."""
+
+    # Binary cross-entropy with each AU's positives weighted by negatives / positives of the training frames.
+    pos_weight: bool = True
+    # Per-AU decision thresholds chosen on the validation split (recorded with the model), or 0.5.
+    thresholds: Literal["valid", "fixed"] = "valid"
+    # Half-width, in annotated frames, of the box filter over the AU probabilities.
+    smoothing: int = Field(default=0, ge=0)

@@ -12,15 +12,34 @@ from pipeline.config.base import Section
 class DataParams(Section):
     """Where the clips come from (stage ``ingest``)."""
 
-    source: Literal["demo", "hume", "manifest"] = "demo"
-    # demo: folder written by make_demo; hume: Hume-Vidmimic2 root; manifest: path of the CSV.
+    source: Literal["demo", "hume", "manifest", "affwild2"] = "demo"
+    # demo: folder written by make_demo (clips for task emi, an Aff-Wild2-layout release for the
+    # frame-level tasks); hume: Hume-Vidmimic2 root; manifest: path of the CSV; affwild2: the
+    # Aff-Wild2 release folder (../shared/docs/affwild2.md), read in place.
     root: str = "data/demo"
     # Keep only the first N clips of each split (after sorting by id); null keeps all.
     limit_per_split: int | None = Field(default=None, ge=1)
 
 
+class DemoTracksParams(Section):
+    """The frame-level demo (tasks va, expr, au): minutes-long tracks in the Aff-Wild2 layout whose
+    valence/arousal, expression class and action units over time are known (``pipeline/demo/tracks``)."""
+
+    # Tracks per split; one video of the train split holds two people (a _left and a _right track).
+    n_train: int = Field(default=16, ge=2)
+    n_valid: int = Field(default=6, ge=2)
+    n_test: int = Field(default=6, ge=2)
+    # Length of each track's video in seconds.
+    seconds: float = Field(default=40.0, ge=10.0)
+    # Standard deviation of the annotators' noise on valence and arousal (labels in [-1, 1]).
+    va_noise: float = Field(default=0.1, ge=0.0)
+    # Probability that an annotated expression class or action unit is flipped at random.
+    label_flip: float = Field(default=0.05, ge=0.0, le=0.5)
+
+
 class DemoParams(Section):
-    """The built-in synthetic dataset (stage ``make_demo``, generative model in ``pipeline/demo.py``)."""
+    """The built-in synthetic dataset (stage ``make_demo``, generative model in ``pipeline/demo``):
+    short clips with six intensities for task emi, tracks (``tracks``) for the frame-level tasks."""
 
     seed: int = 0
     # Normal clips per split (at least 2: Pearson needs two); the fault clips come on top.
@@ -39,6 +58,7 @@ class DemoParams(Section):
     video_fps: float = Field(default=25.0, gt=0.0, le=250.0)
     # Plant the fault clips (no audio, silence, no face, too short, corrupt, variable frame rate).
     faults: bool = True
+    tracks: DemoTracksParams = DemoTracksParams()
 
     @model_validator(mode="after")
     def _check(self) -> DemoParams:
