@@ -132,7 +132,17 @@ def test_ingest_stage_writes_manifest_and_reports_errors(tmp_path: Path) -> None
     params_path.write_text(yaml.safe_dump(params))
     out = tmp_path / "manifest.parquet"
     run = subprocess.run(
-        [sys.executable, "-m", "stages.ingest", "--params", str(params_path), "--out", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "stages.ingest",
+            "--params",
+            str(params_path),
+            "--out",
+            str(out),
+            "--labels",
+            str(out.parent / "labels"),
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -140,7 +150,17 @@ def test_ingest_stage_writes_manifest_and_reports_errors(tmp_path: Path) -> None
     assert run.returncode == 2 and "duplicate clip id '00012'" in run.stderr and not out.exists()
     (root / "valid_split.csv").write_text(HEADER + "\n00003,0.1,0.2,0.3,0.4,0.5,0.6\n")
     run = subprocess.run(
-        [sys.executable, "-m", "stages.ingest", "--params", str(params_path), "--out", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "stages.ingest",
+            "--params",
+            str(params_path),
+            "--out",
+            str(out),
+            "--labels",
+            str(out.parent / "labels"),
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -89,7 +89,12 @@ def local_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     root = tmp_path_factory.mktemp("ray-slice")
     params = _write_params(root / "local.yaml", root, "local")
     assert make_demo.main(["--params", str(params), "--out", str(root / "demo"), "--workers", "2"]) == 0
-    assert ingest.main(["--params", str(params), "--out", str(root / "manifest.parquet")]) == 0
+    assert (
+        ingest.main(
+            ["--params", str(params), "--out", str(root / "manifest.parquet"), "--labels", str(root / "labels")]
+        )
+        == 0
+    )
     run = Run(root, params, root / "local")
     run.decode()
     run.transcribe(run.decoded, run.status)
