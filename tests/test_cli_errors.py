@@ -19,7 +19,10 @@ ENTRY_POINTS = {
     "stages.check_params": ["--out", "{t}/ok"],
     "stages.make_demo": ["--out", "{t}/demo"],
     "stages.ingest": ["--out", "{t}/manifest.parquet", "--labels", "{t}/labels"],
-    "stages.decode": ["--manifest", "{t}/m.parquet", "--out", "{t}/decoded", "--status", "{t}/s.parquet"],
+    "stages.decode": [
+        "--manifest", "{t}/m.parquet", "--out", "{t}/decoded", "--status", "{t}/s.parquet",
+        "--timeline", "{t}/tl.parquet",
+    ],
     "stages.asr": ["--decoded", "{t}/decoded", "--status", "{t}/s.parquet", "--out", "{t}/asr.parquet",
                    "--encoder-out", "{t}/encoder"],
     "stages.features": [

@@ -168,7 +168,12 @@ def test_ingest_stage_writes_manifest_and_reports_errors(tmp_path: Path) -> None
     assert run.returncode == 0, run.stderr
     table = pq.read_table(out)
     assert table.num_rows == 6 and table.schema.field("clip_id").type == "string"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["hume", "labels", "manifest.parquet", "params.yaml"]  # no temp
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "hume",
+        "labels",
+        "manifest.parquet",
+        "params.yaml",
+    ]  # no temp
     assert [p.name for p in (tmp_path / "labels").iterdir()] == ["clip-level.txt"]
 
 

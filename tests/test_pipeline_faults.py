@@ -38,7 +38,8 @@ def test_fault_clips_get_their_status_and_availability(tmp_path: Path) -> None:
     )
     _stage("stages.make_demo", *p, "--out", str(tmp_path / "demo"))
     _stage("stages.ingest", *p, "--out", str(manifest), "--labels", str(manifest.parent / "labels"))
-    _stage("stages.decode", *p, "--manifest", str(manifest), "--out", str(decoded), "--status", str(status))
+    timeline = ("--timeline", str(tmp_path / "timeline.parquet"))
+    _stage("stages.decode", *p, "--manifest", str(manifest), "--out", str(decoded), "--status", str(status), *timeline)
     encoder = tmp_path / "encoder"
     asr_io = ("--decoded", str(decoded), "--status", str(status), "--out", str(asr), "--encoder-out", str(encoder))
     _stage("stages.asr", *p, *asr_io)

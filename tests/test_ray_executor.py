@@ -68,7 +68,7 @@ class Run:
     def decode(self) -> None:
         manifest = str(self.root / "manifest.parquet")
         argv = ["--params", str(self.params), "--manifest", manifest, "--out", str(self.decoded)]
-        assert decode.main([*argv, "--status", str(self.status)]) == 0
+        assert decode.main([*argv, "--status", str(self.status), "--timeline", str(self.out / "timeline.parquet")]) == 0
 
     def transcribe(self, decoded: Path, status: Path) -> None:
         argv = ["--params", str(self.params), "--decoded", str(decoded), "--status", str(status)]

@@ -19,6 +19,7 @@ from pipeline.decoded import (
     AUDIO_SCHEMA,
     FRAME_ROW_GROUP,
     STATUS_SCHEMA,
+    TIMELINE_SCHEMA,
     AudioInput,
     audio_path,
     frames_path,
@@ -250,6 +251,16 @@ def decode_manifest(
 def _scratch_files(out_dir: Path) -> list[Path]:
     """Progress markers and the temporary files of unfinished shard writes (atomic_path's names)."""
     return [*out_dir.glob(".progress-*"), *out_dir.glob(".frames-*.tmp"), *out_dir.glob(".audio-*.tmp")]
+
+
+def timeline_table(reports: Sequence[ClipReport]) -> pa.Table:
+    """The timeline table (``TIMELINE_SCHEMA``): every decoded frame's pts and each sample's frame, per clip."""
+    columns = {
+        "clip_id": [r.clip_id for r in reports],
+        "frame_pts": [r.frame_pts for r in reports],
+        "sample_frame": [r.sample_frame for r in reports],
+    }
+    return pa.Table.from_pydict(columns, schema=TIMELINE_SCHEMA)
 
 
 def status_table(reports: Sequence[ClipReport], splits: Sequence[str], paths: Sequence[str]) -> pa.Table:
