@@ -9,10 +9,8 @@ manifest order)::
     frames-NNNNN.parquet   one row per sampled frame (FRAMES schema, row groups of FRAME_ROW_GROUP)
     audio-NNNNN.parquet    one row per clip (AUDIO_SCHEMA), also for clips without audio
 
-and ``data/decode_status.parquet`` (STATUS_SCHEMA), one row per manifest row, and
-``data/timeline.parquet`` (TIMELINE_SCHEMA), one row per manifest row: the clip-timeline pts of every
-decoded video frame (``frame_pts``; frame k of a per-frame label file is ``frame_pts[k - 1]``) and,
-for each sampled frame, the index of its source frame in that list (``sample_frame``).
+and ``data/decode_status.parquet`` (STATUS_SCHEMA), one row per manifest row. The decoded frames'
+times, ``data/timeline.parquet``, have their own module (``pipeline/timeline.py``).
 """
 
 from __future__ import annotations
@@ -56,15 +54,6 @@ STATUS_SCHEMA = pa.schema(
         pa.field("has_audio", pa.bool_(), nullable=False),
         pa.field("audio_dbfs", pa.float64()),
         pa.field("audio_active_dbfs", pa.float64()),
-    ]
-)
-
-
-TIMELINE_SCHEMA = pa.schema(
-    [
-        pa.field("clip_id", pa.string(), nullable=False),
-        pa.field("frame_pts", pa.list_(pa.float64()), nullable=False),
-        pa.field("sample_frame", pa.list_(pa.int32()), nullable=False),
     ]
 )
 
@@ -271,24 +260,3 @@ def iter_clip_audio(decoded_dir: str | Path, clip_ids: Iterable[str] | None = No
                     duration_s=durations[row] if durations[row] is not None else 0.0,
                     reason="" if present else "no decodable audio",
                 )
-
-
-@dataclass
-class Timeline:
-    """One clip's decoded frames in time (a row of ``data/timeline.parquet``)."""
-
-    clip_id: str
-    frame_pts: np.ndarray  # (F,) float64 seconds, clip timeline, every decoded frame
-    sample_frame: np.ndarray  # (T,) int64: sample i shows frame_pts[sample_frame[i]]
-
-
-def read_timelines(path: str | Path, clip_ids: Iterable[str] | None = None) -> dict[str, Timeline]:
-    """{clip_id: Timeline} from ``data/timeline.parquet`` (only ``clip_ids`` when given)."""
-    table = pq.read_table(path)
-    if clip_ids is not None:
-        table = table.filter(pc.is_in(table.column("clip_id"), value_set=pa.array(sorted(set(clip_ids)), pa.string())))
-    out = {}
-    for row in table.to_pylist():
-        pts = np.asarray(row["frame_pts"], np.float64)
-        out[row["clip_id"]] = Timeline(row["clip_id"], pts, np.asarray(row["sample_frame"], np.int64))
-    return out

@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     if table.num_rows != manifest.num_rows or table.column("clip_id").to_pylist() != ids:
         raise RuntimeError("decode lost or reordered clips: status rows do not match the manifest")
     write_parquet(table, args.status)
-    write_parquet(timeline_table(reports), args.timeline)
+    write_parquet(timeline_table(reports, params.fps), args.timeline)
 
     seconds = time.perf_counter() - start
     media = sum(r.duration_s or 0.0 for r in reports)

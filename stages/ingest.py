@@ -10,8 +10,9 @@ from collections import Counter
 from pipeline.atomic import write_parquet
 from pipeline.cli import user_errors
 from pipeline.config import load_params
-from pipeline.ingest import IngestError, read_release
 from pipeline.ingest.frame_labels import write_release_labels
+from pipeline.ingest.manifest import IngestError
+from pipeline.ingest.release import read_release
 
 
 @user_errors(IngestError)

@@ -11,9 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from fixtures.affwild2 import TRACKS, make_release, n_frames, truth
-from pipeline.ingest import IngestError, read_release
 from pipeline.ingest.affwild2 import read_label_file
 from pipeline.ingest.frame_labels import read_sample, read_task_labels, write_release_labels
+from pipeline.ingest.manifest import IngestError
+from pipeline.ingest.release import read_release
 from pipeline.tasks import AU, EXPR, VA
 
 BY_NAME = {t.name: t for t in TRACKS}

@@ -29,7 +29,10 @@ ENTRY_POINTS = {
         "--modality", "text", "--manifest", "{t}/m.parquet", "--decoded", "{t}/d", "--status", "{t}/s.parquet",
         "--asr", "{t}/asr.parquet", "--out", "{t}/f",
     ],
-    "stages.train": ["--manifest", "{t}/m.parquet", "--features", "{t}/f", "--out", "{t}/model", "--live", "{t}/l"],
+    "stages.train": [
+        "--manifest", "{t}/m.parquet", "--features", "{t}/f", "--labels", "{t}/labels", "--timeline", "{t}/tl.parquet",
+        "--out", "{t}/model", "--live", "{t}/l",
+    ],
     "stages.evaluate": ["--manifest", "{t}/m.parquet", "--features", "{t}/f", "--model", "{t}/model", "--out", "{t}/e"],
     "pipeline.experiments.gate": [],
     "pipeline.predict.cli": ["{t}/clip.mp4", "--out", "{t}/preds.csv"],

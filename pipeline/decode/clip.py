@@ -38,7 +38,7 @@ class ClipReport:
     has_audio: bool
     audio_dbfs: float | None  # RMS; None when no audio was decoded
     audio_active_dbfs: float | None = None  # loudest 10% of 50 ms frames (the silence rule's level)
-    # The timeline (``pipeline.decoded.TIMELINE_SCHEMA``): pts of every decoded frame, and the index
+    # The timeline (``pipeline.timeline``): pts of every decoded frame, and the index
     # into it of each sample's source frame; empty when no frame decoded.
     frame_pts: list[float] = field(default_factory=list)
     sample_frame: list[int] = field(default_factory=list)

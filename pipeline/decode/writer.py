@@ -19,7 +19,6 @@ from pipeline.decoded import (
     AUDIO_SCHEMA,
     FRAME_ROW_GROUP,
     STATUS_SCHEMA,
-    TIMELINE_SCHEMA,
     AudioInput,
     audio_path,
     frames_path,
@@ -27,6 +26,7 @@ from pipeline.decoded import (
 )
 from pipeline.runtime.executors import LOCAL, Executor
 from pipeline.runtime.executors.units import Unit, run_units
+from pipeline.timeline import TIMELINE_SCHEMA
 
 # Audio rows are buffered up to this many samples (64 MB of float32) before a row group is written.
 AUDIO_ROW_GROUP_SAMPLES = 16_000_000
@@ -253,10 +253,11 @@ def _scratch_files(out_dir: Path) -> list[Path]:
     return [*out_dir.glob(".progress-*"), *out_dir.glob(".frames-*.tmp"), *out_dir.glob(".audio-*.tmp")]
 
 
-def timeline_table(reports: Sequence[ClipReport]) -> pa.Table:
+def timeline_table(reports: Sequence[ClipReport], fps: float) -> pa.Table:
     """The timeline table (``TIMELINE_SCHEMA``): every decoded frame's pts and each sample's frame, per clip."""
     columns = {
         "clip_id": [r.clip_id for r in reports],
+        "fps": [float(fps)] * len(reports),
         "frame_pts": [r.frame_pts for r in reports],
         "sample_frame": [r.sample_frame for r in reports],
     }
