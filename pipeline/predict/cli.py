@@ -1,7 +1,7 @@
 """Predict the six intensities for new videos or audio files with a trained model.
 
     python -m pipeline.predict PATH [PATH ...] --out preds.csv [--model data/model]
-                               [--params params.yaml] [--submission]
+                               [--params params.yaml] [--submission] [--plots DIR]
 
 Each PATH is a media file or a folder (searched recursively; ``pipeline.predict.inputs`` says
 which entries count). One row per input, whatever happens to it: every named file, every media
@@ -17,8 +17,10 @@ A clip missing a modality is predicted from what is present, through the model's
 tokens; a clip with nothing usable (``corrupt``) gets the model's prediction with every modality
 absent, its learned prior. ``--submission`` writes the ABAW submission format instead
 (``Filename`` + six columns, 5-digit stems) and refuses two files with the same stem.
+``--plots DIR`` also draws each row as ``DIR/<clip_id>.png`` (``pipeline.predict.pictures``): the six
+intensities as bars, the modalities present, the status and message.
 
-``--out`` is checked before any work (not a folder, its folder exists or can be made, writable)
+``--out`` (and ``--plots``) are checked before any work (not a folder, its folder exists or can be made, writable)
 and written atomically. A user error (missing params or model, a bad ``--out``, duplicate
 submission stems) is one line ``error: ...`` and exit status 2.
 """
@@ -43,6 +45,7 @@ from pipeline.config import MODALITIES, load_params
 from pipeline.emotions import EMOTIONS
 from pipeline.evaluate.submission import submission_csv, submission_stem
 from pipeline.predict.inputs import Input, resolve_inputs
+from pipeline.predict.pictures import check_folder, draw
 from pipeline.predict.predictor import Prediction, Predictor
 
 
@@ -109,6 +112,7 @@ def _parser() -> argparse.ArgumentParser:
         "--params", default="params.yaml", help="decode/ASR/feature settings (those the model was trained with)"
     )
     parser.add_argument("--submission", action="store_true", help="write the ABAW submission format")
+    parser.add_argument("--plots", metavar="DIR", help="also draw one PNG per input in DIR (bars, modalities, status)")
     return parser
 
 
@@ -119,11 +123,13 @@ def main(argv: list[str] | None = None) -> int:
     if not (Path(args.model) / "model.safetensors").is_file():
         raise UsageError(f"no trained model in {args.model} (run `make demo`, or pass --model)")
     out = check_out(args.out)
+    pictures = check_folder(args.plots) if args.plots else None
     resolved = resolve_inputs(args.paths)
     print(resolved.summary(), file=sys.stderr)
     ids = clip_ids(resolved.inputs, submission=args.submission)
     predictor = Predictor(params=params, model_dir=args.model)
     rows: list[Prediction] = []
+    drawn = 0
     try:
         for item, clip_id in tqdm(
             list(zip(resolved.inputs, ids, strict=True)), unit="file", desc="predict", file=sys.stderr
@@ -132,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(predictor.unreadable(item.path, clip_id, item.problem))
             else:
                 rows.append(predictor.predict_file(item.path, clip_id))
+            if pictures is not None:
+                drawn += draw(rows[-1], pictures) is not None
     finally:
         predictor.close()
     if args.submission:
@@ -141,4 +149,6 @@ def main(argv: list[str] | None = None) -> int:
     write_text(text, out)
     counts = Counter(r.status for r in rows)
     print(f"predict: {len(rows)} rows -> {os.fspath(out)}; statuses {dict(sorted(counts.items()))}")
+    if pictures is not None:
+        print(f"predict: {drawn} of {len(rows)} pictures -> {os.fspath(pictures)}")
     return 0
