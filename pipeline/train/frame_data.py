@@ -52,7 +52,8 @@ def align(
     spacing = (
         float(np.median(np.diff(rt))) if len(rt) > 1 else (float(np.median(np.diff(times))) if len(times) > 1 else 0.2)
     )
-    index = np.floor((times - rt[0]) / spacing + 0.5).astype(np.int64)
+    # The epsilon keeps a step exactly on a span's lower edge inside it (float32 record times).
+    index = np.floor((times - rt[0]) / spacing + 0.5 + 1e-4).astype(np.int64)
     inside = (index >= 0) & (index < len(rt))
     index = np.clip(index, 0, len(rt) - 1)
     aligned = np.where(inside[:, None], values[index], 0).astype(np.float16)
