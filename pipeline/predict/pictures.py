@@ -1,4 +1,5 @@
-"""``pipeline.predict --plots DIR``: one PNG per row, ``DIR/<clip_id>.png``.
+"""``pipeline.predict --plots DIR``: one PNG per input, ``DIR/<clip_id>.png`` (for a frame-level
+task, the predictions over time: :func:`draw_frames`).
 
 Each picture is ``pipeline.plots.specs.prediction_spec`` of the row (the six intensities as bars
 on a fixed [0, 1] axis, the modalities present, the status and message), drawn offline by
@@ -17,7 +18,8 @@ from pathlib import Path
 from pipeline.cli import UsageError, describe
 from pipeline.emotions import EMOTIONS
 from pipeline.plots.render import render_png
-from pipeline.plots.specs import prediction_spec
+from pipeline.plots.specs import prediction_spec, trajectory_spec
+from pipeline.predict.frames import FramePrediction
 from pipeline.predict.predictor import Prediction
 
 
@@ -48,5 +50,18 @@ def draw(row: Prediction, folder: Path) -> Path | None:
     try:
         return render_png(spec, folder / f"{row.clip_id}.png")
     except Exception as error:  # noqa: BLE001 - the CSV row stands without its picture
+        print(f"warning: {row.path}: no picture drawn: {describe(error)}", file=sys.stderr)
+        return None
+
+
+def draw_frames(row: FramePrediction, folder: Path, task) -> Path | None:
+    """A frame-level row's picture: its predictions over time (``pipeline.plots.specs.trajectory_spec``)."""
+    spec = trajectory_spec(
+        clip_id=row.clip_id, task=task, times=row.times, decisions=row.decisions, face=row.face,
+        status=row.status, message=row.message,
+    )  # fmt: skip
+    try:
+        return render_png(spec, folder / f"{row.clip_id}.png")
+    except Exception as error:  # noqa: BLE001 - the CSV rows stand without their picture
         print(f"warning: {row.path}: no picture drawn: {describe(error)}", file=sys.stderr)
         return None

@@ -32,6 +32,7 @@ from pipeline.features.runner import extract_robustly
 from pipeline.features.shards import ModalityInfo
 from pipeline.features.visual import NO_FACE, NO_FRAMES
 from pipeline.runtime.devices import torch_device
+from pipeline.tasks import get_task
 from pipeline.train.dataset import build_clip_table
 from pipeline.train.inference import predict
 from pipeline.train.models import load_model
@@ -90,6 +91,8 @@ class Predictor:
         self.params = params
         self.device = torch.device(torch_device())
         self.model, meta = load_model(model_dir, device=self.device)
+        self.meta = meta
+        self.task = get_task(meta.get("task", "emi"))
         self.modalities = tuple(m for m in MODALITIES if m in meta["features"])
         self.info = {
             m: ModalityInfo(int(meta["features"][m]["dim"]), meta["features"][m]["model"]) for m in self.modalities
@@ -125,18 +128,23 @@ class Predictor:
     def close(self) -> None:
         self.decoder.close()
 
+    def features_of(self, path: Path, clip_id: str) -> tuple[ClipReport, dict[str, ClipFeatures]]:
+        """Decode one file and extract the model's modalities, as the pipeline's stages do (raises on
+        a failure of the extractors themselves; a bad file is the report's status)."""
+        sink = VisualFeatureSink(
+            self.extractors.get("visual"),
+            self.info["visual"].dim if "visual" in self.info else 0,
+            self.params.decode,
+        )
+        report, audio = self.decoder.decode(path, clip_id, sink)
+        # Text first: ASR may keep the clip's encoder states for the audio features, as in the pipeline.
+        done = {m: self._record(m, report, audio, sink) for m in sorted(self.modalities, key=lambda m: m != "text")}
+        return report, {m: done[m] for m in self.modalities}
+
     def predict_file(self, path: Path, clip_id: str) -> Prediction:
         """Never raises for a bad file: whatever goes wrong is the row's status and message."""
         try:
-            sink = VisualFeatureSink(
-                self.extractors.get("visual"),
-                self.info["visual"].dim if "visual" in self.info else 0,
-                self.params.decode,
-            )
-            report, audio = self.decoder.decode(path, clip_id, sink)
-            # Text first: ASR may keep the clip's encoder states for the audio features, as in the pipeline.
-            done = {m: self._record(m, report, audio, sink) for m in sorted(self.modalities, key=lambda m: m != "text")}
-            records = {m: done[m] for m in self.modalities}
+            report, records = self.features_of(path, clip_id)
         except Exception as error:  # noqa: BLE001 - one file's failure is its row, never the run's end
             print(f"warning: {path}: {describe(error)}", file=sys.stderr)
             return self.unreadable(path, clip_id, f"error while predicting: {describe(error)}")
