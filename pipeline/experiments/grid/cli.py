@@ -7,23 +7,39 @@ import json
 import sys
 from pathlib import Path
 
+import yaml
+
 from pipeline.cli import user_errors
 from pipeline.config import load_params
 from pipeline.experiments.grid.experiments import GridError, parse_exp_show
 from pipeline.experiments.grid.overrides import PARAMS_FILE
+from pipeline.experiments.grid.prepare import prepare, upstream_stages
 from pipeline.experiments.grid.render import render_all, write_pages
-from pipeline.experiments.grid.run import exp_show, log, run
+from pipeline.experiments.grid.run import exp_show, grid_stages, log, run, unmet_requirements
 from pipeline.experiments.grid.tables import TABLES, TABLES_BY_KEY, Table
 
 
-def _tables(arg: str | None) -> list[Table]:
+def _tables(arg: str | None, repo: Path) -> list[Table]:
+    """The named tables; by default every table whose upstream params (``Table.requires``) the
+    configured params.yaml holds (the papers' ablations always, ``hume_baselines`` on organiser features)."""
     if not arg:
-        return list(TABLES)
+        base = yaml.safe_load((repo / PARAMS_FILE).read_text(encoding="utf-8"))
+        return [t for t in TABLES if not unmet_requirements([t], base)]
     keys = [k.strip() for k in arg.split(",") if k.strip()]
     unknown = [k for k in keys if k not in TABLES_BY_KEY]
     if unknown:
         raise GridError(f"unknown table(s) {unknown}; choose from {list(TABLES_BY_KEY)}")
     return [TABLES_BY_KEY[k] for k in keys]
+
+
+def _prepare(args: argparse.Namespace, repo: Path, tables: list[Table]) -> None:
+    if not args.prepare:
+        if args.set:
+            raise GridError("--set goes with --prepare")
+        return
+    if not args.tables or args.dry_run:
+        raise GridError("--prepare needs --tables (the tables whose upstream to compute) and no --dry-run")
+    prepare(repo, tables, args.set, upstream=upstream_stages(grid_stages(tables)))
 
 
 @user_errors(GridError)
@@ -46,17 +62,27 @@ def main(argv: list[str] | None = None) -> int:
     run_p.add_argument("--jobs", type=int, default=1, help="queue workers (dvc queue start -j)")
     run_p.add_argument("--poll", type=float, default=10.0, help="seconds between dvc queue status polls")
     run_p.add_argument("--dry-run", action="store_true", help="print the dvc exp run commands and stop")
+    run_p.add_argument(
+        "--prepare",
+        action="store_true",
+        help="first set the tables' upstream params (and --set ones) in params.yaml, dvc repro the stages "
+        "upstream of the grid once, commit params.yaml and dvc.lock",
+    )
+    run_p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="with --prepare: also set this in params.yaml"
+    )
     render_p.add_argument("--rev", help="baseline commit of the experiments (default HEAD)")
     render_p.add_argument("--exp-show-json", type=Path, help="render a saved `dvc exp show --json` instead")
     args = parser.parse_args(argv)
     repo = args.repo.resolve()
     out = args.out if args.out.is_absolute() else repo / args.out
     try:
-        tables = _tables(args.tables)
+        tables = _tables(args.tables, repo)
         seeds = args.seeds if args.seeds is not None else load_params(repo / PARAMS_FILE).grid.seeds
         if seeds < 1:
             raise GridError("--seeds must be at least 1")
         if args.command == "run":
+            _prepare(args, repo, tables)
             return run(
                 repo=repo,
                 tables=tables,
