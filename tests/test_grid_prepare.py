@@ -109,9 +109,12 @@ def test_run_refuses_until_the_committed_params_select_the_organiser_features(
 def test_prepare_sets_computes_once_and_commits_only_params_and_lock(repo: Path) -> None:
     (repo / "notes.txt").write_text("unrelated work in progress\n")
     _sh(repo, "git", "add", "notes.txt")  # staged by the user: prepare must not commit it
-    with pytest.raises(grid.GridError, match=r"cannot set .* data.rot=/x in params.yaml: .*Could not override 'data.rot'"):
+    with pytest.raises(grid.GridError, match=r"cannot set .* data.rot=/x in params.yaml: .*override 'data.rot'"):
         grid.prepare(repo, [HUME], ["data.rot=/x"], upstream=["prep"])
     assert (repo / "params.yaml").read_text() == (REPO / "params.yaml").read_text()  # left as it was
+    grid.prepare(repo, [], ["data.source=demo"], upstream=["prep"])  # a value it has: no rewrite in DVC's style
+    assert (repo / "params.yaml").read_text() == (REPO / "params.yaml").read_text()
+    assert _sh(repo, "git", "log", "-1", "--format=%s").strip() == "baseline"
 
     grid.prepare(repo, [HUME], ["data.source=hume", "data.root=/data/Hume-Vidmimic2"], upstream=["prep"])
     params = yaml.safe_load((repo / "params.yaml").read_text())
@@ -126,10 +129,11 @@ def test_prepare_sets_computes_once_and_commits_only_params_and_lock(repo: Path)
     grid.check_requirements([HUME], params)
     grid.check_upstream(repo, ["train"], runs=3)
 
-    # Prepared already: a second prepare computes nothing new and commits nothing.
-    head = _sh(repo, "git", "rev-parse", "HEAD")
-    grid.prepare(repo, [HUME], [], upstream=["prep"])
-    assert _sh(repo, "git", "rev-parse", "HEAD") == head
+    # Prepared already: a second prepare leaves params.yaml byte for byte, computes nothing new and
+    # commits nothing.
+    head, before = _sh(repo, "git", "rev-parse", "HEAD"), (repo / "params.yaml").read_bytes()
+    grid.prepare(repo, [HUME], ["data.root=/data/Hume-Vidmimic2"], upstream=["prep"])
+    assert _sh(repo, "git", "rev-parse", "HEAD") == head and (repo / "params.yaml").read_bytes() == before
 
 
 def test_render_names_the_upstream_params_and_the_papers_numbers() -> None:

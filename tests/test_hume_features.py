@@ -10,18 +10,14 @@ import pickle
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
-from fixtures.hume import SideEffect, make_clips, wav2vec2_frames, write_pickle, write_release
+from fixtures.hume import SideEffect, make_clips, wav2vec2_frames, write_pickle, write_release, write_stage_inputs
 from pipeline.config import Params
-from pipeline.decoded import STATUS_SCHEMA
 from pipeline.features.audio.frames import pool_frames
 from pipeline.features.hume import NOMINAL_VIT_FPS, pickle_path, place_vit, vit_rate, wav2vec2_times
 from pipeline.features.hume.pickles import ALLOWED_GLOBALS, BadPickle, UnsafePickle, load_array
 from pipeline.features.shards import read_features
-from pipeline.ingest.manifest import build_manifest
 from stages.features import main
 
 from .conftest import REPO
@@ -178,28 +174,6 @@ def test_pickle_path_beside_the_video_folder_then_one_up(tmp_path: Path) -> None
 
 
 # ------------------------------------------------------------------------------ the feature stage
-def _status(manifest: pa.Table, durations: dict[str, float | None]) -> pa.Table:
-    rows = [
-        dict(
-            clip_id=r["clip_id"],
-            split=r["split"],
-            path=r["path"],
-            status="ok",
-            message="",
-            faults=[],
-            duration_s=durations[r["clip_id"]],
-            n_frames=0,
-            n_face_frames=0,
-            face_fraction=0.0,
-            has_video=True,
-            has_audio=True,
-            audio_dbfs=-20.0,
-        )  # fmt: skip
-        for r in manifest.to_pylist()
-    ]
-    return pa.Table.from_pylist(rows, schema=STATUS_SCHEMA)
-
-
 @pytest.fixture
 def release(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
     """A miniature release (6 train, 2 valid, 2 test) with a hostile, a truncated, a missing and a
@@ -213,10 +187,8 @@ def release(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
     (root / "vit" / "00002.pkl").write_bytes(whole[:100])
     (root / "vit" / "00003.pkl").unlink()
     write_pickle(root / "vit" / "00004.pkl", np.zeros((12, 383), np.float32))
-    manifest = build_manifest("hume", root)
-    pq.write_table(manifest, tmp_path / "manifest.parquet")
     durations = {c.stem: c.duration_s for c in clips} | {"00005": None}  # 00005: decode found no duration
-    pq.write_table(_status(manifest, durations), tmp_path / "decode_status.parquet")
+    write_stage_inputs(root, tmp_path, durations)
 
     def refuse(*args, **kwargs):
         raise AssertionError("the organiser sources must not load a model or read decoded media")

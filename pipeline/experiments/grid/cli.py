@@ -7,8 +7,6 @@ import json
 import sys
 from pathlib import Path
 
-import yaml
-
 from pipeline.cli import user_errors
 from pipeline.config import load_params
 from pipeline.experiments.grid.experiments import GridError, parse_exp_show
@@ -23,7 +21,7 @@ def _tables(arg: str | None, repo: Path) -> list[Table]:
     """The named tables; by default every table whose upstream params (``Table.requires``) the
     configured params.yaml holds (the papers' ablations always, ``hume_baselines`` on organiser features)."""
     if not arg:
-        base = yaml.safe_load((repo / PARAMS_FILE).read_text(encoding="utf-8"))
+        base = load_params(repo / PARAMS_FILE).model_dump(mode="json")
         return [t for t in TABLES if not unmet_requirements([t], base)]
     keys = [k.strip() for k in arg.split(",") if k.strip()]
     unknown = [k for k in keys if k not in TABLES_BY_KEY]
@@ -42,8 +40,7 @@ def _prepare(args: argparse.Namespace, repo: Path, tables: list[Table]) -> None:
     prepare(repo, tables, args.set, upstream=upstream_stages(grid_stages(tables)))
 
 
-@user_errors(GridError)
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline.experiments.grid", description="The papers' ablation grids as DVC experiments."
     )
@@ -54,7 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     for name, text in helps.items():
         p = sub.add_parser(name, help=text, description=text)
-        p.add_argument("--tables", help=f"comma list of {','.join(TABLES_BY_KEY)} (default: all)")
+        p.add_argument(
+            "--tables",
+            help=f"comma list of {','.join(TABLES_BY_KEY)} (default: every table the params can run)",
+        )
         p.add_argument("--seeds", type=int, help="seeds 0..N-1 per row (default: grid.seeds of params.yaml)")
         p.add_argument("--out", type=Path, default=Path("grids"), help="folder of the markdown tables (default: grids)")
         p.add_argument("--repo", type=Path, default=Path("."), help="the git + DVC repository (default: .)")
@@ -73,7 +73,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     render_p.add_argument("--rev", help="baseline commit of the experiments (default HEAD)")
     render_p.add_argument("--exp-show-json", type=Path, help="render a saved `dvc exp show --json` instead")
-    args = parser.parse_args(argv)
+    return parser
+
+
+@user_errors(GridError)
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     repo = args.repo.resolve()
     out = args.out if args.out.is_absolute() else repo / args.out
     try:

@@ -16,6 +16,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import yaml
+
 from pipeline.config import STAGE_SECTIONS, ParamsError, load_params
 from pipeline.experiments.dvc_commands import run_command
 from pipeline.experiments.grid.experiments import GridError
@@ -34,7 +36,8 @@ def upstream_stages(stages: Sequence[str]) -> list[str]:
 
 def _apply(repo: Path, strings: list[str]) -> None:
     """``key=value`` overrides into params.yaml as ``dvc exp run -S`` writes them; the file is left
-    as it was when one does not apply or the result does not validate."""
+    as it was when one does not apply, the result does not validate, or no value changes (DVC
+    rewrites the whole file in its own style, which would rerun every stage that reads it)."""
     from dvc.exceptions import DvcException
     from dvc.utils.hydra import apply_overrides
 
@@ -47,6 +50,8 @@ def _apply(repo: Path, strings: list[str]) -> None:
         path.write_bytes(original)
         cause = f"{error}: {error.__cause__}" if error.__cause__ else str(error)
         raise GridError(f"--prepare: cannot set {' '.join(strings)} in {PARAMS_FILE}: {cause}") from None
+    if yaml.safe_load(path.read_bytes()) == yaml.safe_load(original):
+        path.write_bytes(original)
 
 
 def _git(repo: Path, *argv: str) -> str:
