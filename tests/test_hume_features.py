@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from fixtures.hume import SideEffect, make_clips, wav2vec2_frames, write_pickle, write_release, write_stage_inputs
 from pipeline.config import Params
@@ -208,10 +209,13 @@ def release(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
     return {"root": root, "clips": clips, "marker": marker, "tmp": tmp_path, "durations": durations}
 
 
-def _run_stage(release: dict, modality: str, model: str, out: Path) -> int:
+def _run_stage(release: dict, modality: str, model: str, out: Path, *, executor: str = "local") -> int:
     tmp = release["tmp"]
     key = f"{modality}__model"
     params = write_params(tmp / f"{modality}.yaml", clips_per_shard=3, **{key: model})
+    raw = yaml.safe_load(params.read_text())
+    raw["runtime"]["executor"] = executor
+    params.write_text(yaml.safe_dump(raw))
     return main(
         [
             "--params", str(params), "--modality", modality, "--manifest", str(tmp / "manifest.parquet"),
@@ -232,7 +236,7 @@ def test_visual_stage_on_organiser_pickles(release: dict, capsys: pytest.Capture
     assert len(records) == 10
     reasons = {c: r.reason for c, r in records.items() if not r.available}
     assert sorted(reasons) == ["00001", "00002", "00003", "00004"]
-    assert reasons["00001"].startswith(f"unsafe pickle: {evil}: refused global fixtures.hume.touch")
+    assert reasons["00001"] == f"unsafe pickle: {evil}: refused global fixtures.hume.touch (nothing of it ran)"
     assert reasons["00002"].startswith("malformed pickle: vit/00002.pkl: not a readable pickle")
     assert reasons["00003"] == "no organiser pickle: no vit/<stem>.pkl beside the clip's video"
     assert (
@@ -284,6 +288,43 @@ def test_audio_stage_pools_organiser_wav2vec2_to_the_audio_rate(release: dict, c
         np.testing.assert_allclose(record.values, pooled.astype(np.float16), rtol=0, atol=0)
         np.testing.assert_allclose(record.times, times, rtol=1e-6)
     assert "hume-wav2vec2 (768-d, float16)" in capsys.readouterr().out
+
+
+def test_a_pool_worker_reads_the_pickles_as_the_stage_does(release: dict) -> None:
+    """What a Ray worker runs (``pipeline.features.pooled``), in this process: the same records."""
+    from pipeline.config import VisualFeatureParams
+    from pipeline.features import pooled
+    from pipeline.features.runner import ShardTask
+
+    tmp = release["tmp"]
+    assert _run_stage(release, "visual", "hume-vit", tmp / "local") == 0
+    spec = pooled.ExtractorSpec(
+        "visual", VisualFeatureParams(model="hume-vit"), "cpu", str(tmp / "no-decoded"),
+        str(tmp / "decode_status.parquet"), str(tmp / "none.parquet"), None, str(tmp / "manifest.parquet"),
+    )  # fmt: skip
+    pooled.init_worker(spec)
+    task = ShardTask("train-00000.parquet", ["00000", "00001", "00002"], "fingerprint")
+    (tmp / "pooled").mkdir()
+    outcome = pooled.shard_unit(task, tmp / "pooled", "float16", 2, frozenset(), frozenset())
+    assert outcome.available == 1 and sum(outcome.reasons.values()) == 2
+    local = {r.clip_id: r for r in read_features(tmp / "local") if r.clip_id in task.clip_ids}
+    for record in read_features(tmp / "pooled"):
+        np.testing.assert_array_equal(record.values, local[record.clip_id].values)
+        np.testing.assert_array_equal(record.times, local[record.clip_id].times)
+        assert record.reason == local[record.clip_id].reason
+    assert not release["marker"].exists()
+
+
+@pytest.mark.slow  # starts a local Ray; the pool worker's code runs in-process in the test above
+def test_the_stage_on_ray_writes_the_local_bytes(release: dict, local_ray: None) -> None:
+    tmp = release["tmp"]
+    for modality, model in [("visual", "hume-vit"), ("audio", "hume-wav2vec2")]:
+        assert _run_stage(release, modality, model, tmp / f"local-{modality}") == 0
+        assert _run_stage(release, modality, model, tmp / f"ray-{modality}", executor="ray") == 0
+        local, ray = sorted((tmp / f"local-{modality}").iterdir()), sorted((tmp / f"ray-{modality}").iterdir())
+        assert [p.name for p in local] == [p.name for p in ray]
+        assert all(a.read_bytes() == b.read_bytes() for a, b in zip(local, ray, strict=True))
+    assert not release["marker"].exists()
 
 
 def test_predict_refuses_a_model_trained_on_organiser_features(tmp_path: Path) -> None:

@@ -128,7 +128,8 @@ class HumeExtractor:
             values = load_array(item.path, width=self.dim, source=str(item.path))
         except UnsafePickle as error:
             print(f"warning: {item.clip_id}: {error}", file=sys.stderr, flush=True)
-            return ClipFeatures.missing(item.clip_id, self.dim, f"unsafe pickle: {error}")
+            reason = f"unsafe pickle: {error.source}: refused {error.refused} (nothing of it ran)"
+            return ClipFeatures.missing(item.clip_id, self.dim, reason)
         except BadPickle as error:
             reason = str(error).replace(str(item.path), name)
             return ClipFeatures.missing(item.clip_id, self.dim, f"malformed pickle: {reason}")

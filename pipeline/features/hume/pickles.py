@@ -36,7 +36,14 @@ MAX_ABS = float(np.finfo(np.float16).max)
 
 
 class UnsafePickle(pickle.UnpicklingError):
-    """The pickle names a global that a numpy array does not need; nothing of it was run."""
+    """The pickle names a global that a numpy array does not need; nothing of it was run.
+
+    ``source``: the file; ``refused``: what was refused (``module.name``, or the call for ``_codecs.encode``).
+    """
+
+    def __init__(self, message: str, *, source: str, refused: str) -> None:
+        super().__init__(message)
+        self.source, self.refused = source, refused
 
 
 class BadPickle(ValueError):
@@ -77,13 +84,16 @@ class ArrayUnpickler(pickle.Unpickler):
             return self._latin1
         raise UnsafePickle(
             f"{self.source}: refused global {module}.{name}: a pickled numpy array needs only "
-            f"{', '.join(ALLOWED_GLOBALS)}; nothing of this file was run"
+            f"{', '.join(ALLOWED_GLOBALS)}; nothing of this file was run",
+            source=self.source,
+            refused=f"global {module}.{name}",
         )
 
     def _latin1(self, text: object, encoding: str = "utf-8", errors: str = "strict") -> bytes:
         """``_codecs.encode`` as protocols 0-2 use it for bytes: latin-1 of a str, nothing else."""
         if not isinstance(text, str) or encoding not in ("latin1", "latin-1") or errors != "strict":
-            raise UnsafePickle(f"{self.source}: refused _codecs.encode({type(text).__name__}, {encoding!r})")
+            call = f"_codecs.encode({type(text).__name__}, {encoding!r})"
+            raise UnsafePickle(f"{self.source}: refused {call}", source=self.source, refused=call)
         return text.encode("latin-1")
 
 
