@@ -23,7 +23,6 @@ is not a (T, width) float array, NaN or values beyond float16's range) raises :c
 from __future__ import annotations
 
 import importlib
-import io
 import pickle
 from functools import lru_cache
 from pathlib import Path
@@ -105,13 +104,13 @@ def load_array(path: str | Path, *, width: int, source: str | None = None) -> np
     """
     source = source or str(path)
     try:
-        data = Path(path).read_bytes()
-    except OSError as error:
-        raise BadPickle(f"{source}: cannot read it ({type(error).__name__}: {error.strerror or error})") from None
-    try:
-        value = ArrayUnpickler(io.BytesIO(data), source=source).load()
+        # Unpickled straight from the file (buffered), so a long clip's array is not held twice.
+        with open(path, "rb") as handle:
+            value = ArrayUnpickler(handle, source=source).load()
     except UnsafePickle:
         raise
+    except OSError as error:
+        raise BadPickle(f"{source}: cannot read it ({type(error).__name__}: {error.strerror or error})") from None
     except Exception as error:  # noqa: BLE001 - a truncated or foreign file is this clip's problem, never the run's
         raise BadPickle(f"{source}: not a readable pickle ({type(error).__name__}: {error})") from None
     return check_array(value, width=width, source=source)
