@@ -111,10 +111,13 @@ def test_miniature_release_through_dvc_repro_and_the_baseline_grid(tmp_path: Pat
     _run(repo, "git", "commit", "-qm", "fixed pickle")
 
     # The baseline rows by one command (already prepared: prepare recomputes nothing, commits nothing).
-    _run(
-        repo, sys.executable, "-m", "pipeline.experiments.grid", "run", "--tables", "hume_baselines",
-        "--seeds", "1", "--jobs", "2", "--poll", "2", "--prepare", "--set", f"data.root={release}",
-    )  # fmt: skip
+    try:
+        _run(
+            repo, sys.executable, "-m", "pipeline.experiments.grid", "run", "--tables", "hume_baselines",
+            "--seeds", "1", "--jobs", "2", "--poll", "2", "--prepare", "--set", f"data.root={release}",
+        )  # fmt: skip
+    finally:
+        subprocess.run([sys.executable, "-m", "dvc", "queue", "stop"], cwd=repo, capture_output=True)
     assert _run(repo, "git", "log", "-1", "--format=%s").strip() == "fixed pickle"  # nothing to commit
     page = (repo / "grids" / "hume_baselines.md").read_text()
     for label, paper in [("ViT only", "0.09"), ("wav2vec2 only", "0.24"), ("ViT + wav2vec2 (concat)", "0.25")]:
