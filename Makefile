@@ -13,7 +13,7 @@ PLOTS_TEMPLATE := .dvc/offline-plots.html
 # eval/metrics.json with the baseline committed on main (README, "CI metrics gate").
 CI_SIZE := -S demo.n_train=48 -S demo.n_valid=24 -S demo.n_test=12
 
-.PHONY: setup demo test test-all lint grid bench-scale bench-plots figures ci-gate ci-baseline clean-data
+.PHONY: setup demo test test-all lint grid hume-baselines bench-scale bench-plots figures ci-gate ci-baseline clean-data
 
 setup: $(STAMP)
 
@@ -48,6 +48,16 @@ lint: setup
 # The papers' ablation tables on the configured dataset (run `make demo` and commit dvc.lock first).
 grid: setup
 	PATH="$(BIN):$$PATH" python -m pipeline.experiments.grid run
+
+# The organisers' baseline rows (ViT, wav2vec2, both; papers 0.09 / 0.24 / 0.25) on their own
+# feature pickles, by one command (docs/hume-features.md): sets data.root and the hume-vit /
+# hume-wav2vec2 sources in params.yaml, runs the stages upstream of training once, commits
+# params.yaml and dvc.lock, then queues the three rows x grid.seeds.
+#   make hume-baselines HUME=/path/to/Hume-Vidmimic2
+hume-baselines: setup
+	@test -n "$(HUME)" || { echo "usage: make hume-baselines HUME=/path/to/Hume-Vidmimic2"; exit 2; }
+	PATH="$(BIN):$$PATH" python -m pipeline.experiments.grid run --tables hume_baselines --prepare \
+		--set data.source=hume --set data.root=$(abspath $(HUME))
 
 # Every heavy stage on a Hume-like corpus beside its floor (README "Scale"); about 20 minutes here,
 # plus the corpus on the first run.

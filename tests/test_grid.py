@@ -73,7 +73,7 @@ def test_plan_names_are_unique_valid_refs_and_shared_rows_run_once() -> None:
     jobs, warnings = grid.plan(grid.TABLES, 3, BASE)
     assert warnings == []
     names = [j.name for j in jobs]
-    assert len(names) == len(set(names)) == 16 * 3  # 18 rows, two shared between tables
+    assert len(names) == len(set(names)) == 19 * 3  # 21 rows, two shared between tables
     assert all(len(n) <= 20 for n in names)
     for name in names:
         ref = f"refs/exps/ab/cdef0123/{name}"
@@ -197,6 +197,7 @@ def test_render_synthetic_exp_show_gives_the_paper_layout() -> None:
         "taemi_anchor.md",
         "ustc_modules.md",
         "ustc_modalities.md",
+        "hume_baselines.md",
         "README.md",
     }
     t3 = pages["taemi_components.md"]

@@ -28,6 +28,7 @@ from pipeline.decode import ClipDecoder, ClipReport, FrameRows
 from pipeline.decoded import AudioInput, VisualInput, decode_crop
 from pipeline.emotions import EMOTIONS
 from pipeline.features import ClipFeatures, TextInput, build_extractor, unavailable_reason
+from pipeline.features.hume import SOURCES
 from pipeline.features.runner import extract_robustly
 from pipeline.features.shards import ModalityInfo
 from pipeline.features.visual import NO_FACE, NO_FRAMES
@@ -97,6 +98,14 @@ class Predictor:
         self.info = {
             m: ModalityInfo(int(meta["features"][m]["dim"]), meta["features"][m]["model"]) for m in self.modalities
         }
+        organiser = [f"{m}: {self.info[m].model}" for m in self.modalities if self.info[m].model in SOURCES]
+        if organiser:
+            raise UsageError(
+                f"the model was trained on the Hume-Vidmimic2 organisers' pre-extracted features "
+                f"({', '.join(organiser)}), which exist only for the release's own clips; predicting a new "
+                "file needs features the pipeline extracts itself (docs/hume-features.md). The release's "
+                "test clips are predicted by `dvc repro` (eval/submission.csv)."
+            )
         self.extractors = {m: build_extractor(m, self._section(m), device=self.device.type) for m in self.modalities}
         for m, extractor in self.extractors.items():
             if (extractor.model_name, extractor.dim) != (self.info[m].model, self.info[m].dim):

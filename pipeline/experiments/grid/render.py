@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pipeline.atomic import write_text
 from pipeline.experiments.grid.experiments import METRIC, METRICS_FILE, Baseline, RowResult, collect
-from pipeline.experiments.grid.overrides import set_args
+from pipeline.experiments.grid.overrides import format_value, set_args
 from pipeline.experiments.grid.tables import Table
 
 
@@ -76,6 +76,23 @@ def render_table(table: Table, results: Mapping[tuple[str, str], RowResult], *, 
             missing.append(f"{row.label}: no finished run for seed {', '.join(map(str, lost))}")
     notes = [f"[{i}] {note}" for i, note in enumerate(footnotes, 1)] + [f"Note: {note}" for note in table.notes]
     lines += [""] + ([*notes, ""] if notes else [])
+    lines += _commands(table, results)
+    if missing:
+        queue = f"python -m pipeline.experiments.grid run --tables {table.key}"
+        lines += ["", f"**Missing** (`{queue}` queues them):", "", *(f"- {m}" for m in missing)]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _commands(table: Table, results: Mapping[tuple[str, str], RowResult]) -> list[str]:
+    """How the table's runs are made: its upstream params, its overrides, each row's runs."""
+    lines = []
+    if table.requires:
+        needs = shlex.join(f"{k}={format_value(v)}" for k, v in table.requires.items())
+        lines += [
+            f"Upstream, in the committed params.yaml (computed once, `run --tables {table.key} --prepare` "
+            f"sets them): `{needs}`.",
+            "",
+        ]
     every = f"`{shlex.join(set_args(table.fixed))}` and " if table.fixed else ""
     lines += [f"Every row: {every}`-S train.seed=<seed>`; per row:", ""]
     for row in table.rows:
@@ -83,10 +100,7 @@ def render_table(table: Table, results: Mapping[tuple[str, str], RowResult], *, 
         own = f"`{shlex.join(set_args(row.overrides))}`" if row.overrides else "(nothing more)"
         runs = ", ".join(f"{name or '?'} (seed {seed}: {value:.4f})" for seed, value, name in result.runs)
         lines.append(f"- {row.label}: {own}; runs: {runs or '–'}")
-    if missing:
-        queue = f"python -m pipeline.experiments.grid run --tables {table.key}"
-        lines += ["", f"**Missing** (`{queue}` queues them):", "", *(f"- {m}" for m in missing)]
-    return "\n".join(lines).rstrip() + "\n"
+    return lines
 
 
 def render_all(tables: Sequence[Table], baseline: Baseline, *, seeds: int | None = None) -> dict[str, str]:

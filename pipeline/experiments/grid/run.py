@@ -16,7 +16,7 @@ import yaml
 from pipeline.config import STAGE_SECTIONS, ParamsError, load_params, parse_params
 from pipeline.experiments.dvc_commands import DvcError, run_command, run_dvc
 from pipeline.experiments.grid.experiments import Baseline, GridError, parse_exp_show
-from pipeline.experiments.grid.overrides import PARAMS_FILE, apply_overrides, set_args, signature
+from pipeline.experiments.grid.overrides import PARAMS_FILE, apply_overrides, format_value, set_args, signature
 from pipeline.experiments.grid.render import render_all, write_pages
 from pipeline.experiments.grid.tables import Table
 
@@ -93,6 +93,39 @@ def check_upstream(repo: Path, stages: Sequence[str], *, runs: int) -> None:
             f"else is recomputed inside every one of the {runs} experiments (DVC issues #6465, #8980). "
             f"Rows are also matched to experiments relative to HEAD's {PARAMS_FILE}.\n"
             f"Fix: {fix}; then rerun."
+        )
+
+
+def unmet_requirements(tables: Sequence[Table], base_params: Mapping[str, Any]) -> list[str]:
+    """'<table> needs <key>=<value> (params.yaml has <actual>)' for every ``Table.requires`` entry
+    that ``base_params`` does not hold already (compared through the schema, as rows are)."""
+    problems = []
+    for table in tables:
+        for key, value in (table.requires or {}).items():
+            try:
+                same = signature(apply_overrides(base_params, {key: value})) == signature(base_params)
+            except KeyError:
+                same = False
+            if not same:
+                node: Any = base_params
+                for part in key.split("."):
+                    node = node.get(part) if isinstance(node, dict) else None
+                problems.append(f"{table.key} needs {key}={format_value(value)} ({PARAMS_FILE} has {node!r})")
+    return problems
+
+
+def check_requirements(tables: Sequence[Table], base_params: Mapping[str, Any]) -> None:
+    """Refuse (GridError) when the configured params lack what a table needs upstream (``Table.requires``)."""
+    problems = unmet_requirements(tables, base_params)
+    if problems:
+        keys = ",".join(t.key for t in tables if unmet_requirements([t], base_params))
+        raise GridError(
+            f"refusing to queue the grid: these tables read upstream features the committed {PARAMS_FILE} "
+            "does not select:\n  - " + "\n  - ".join(problems) + "\nUpstream features are computed once "
+            "and checked out by every experiment, never set per experiment. Fix: python -m "
+            f"pipeline.experiments.grid run --tables {keys} --prepare (sets them in {PARAMS_FILE}, runs "
+            f"dvc repro of the stages upstream of the grid, commits {PARAMS_FILE} and dvc.lock); or set "
+            "them yourself, dvc repro, commit, and rerun."
         )
 
 
@@ -180,13 +213,14 @@ def run(
     base = yaml.safe_load((repo / PARAMS_FILE).read_text(encoding="utf-8"))
     load_params(repo / PARAMS_FILE)
     all_jobs, warnings = plan(tables, seeds, base)
-    for warning in warnings:
+    for warning in [*warnings, *unmet_requirements(tables, base)]:
         log(f"warning: {warning}")
     if dry_run:
         for job in all_jobs:
             shared = f"  # also {', '.join(job.rows[1:])}" if len(job.rows) > 1 else ""
             print(shlex.join(["dvc", "exp", "run", "--queue", "--name", job.name, *set_args(job.overrides)]) + shared)
         return 0
+    check_requirements(tables, base)
     check_upstream(repo, stages or grid_stages(tables), runs=len(all_jobs))
     head = exp_show(repo)[0]
     finished = {

@@ -29,7 +29,13 @@ class Row:
 
 @dataclass(frozen=True)
 class Table:
-    """One ablation table: ``fixed`` overrides apply to every row; Δ is taken against ``reference``."""
+    """One ablation table: ``fixed`` overrides apply to every row; Δ is taken against ``reference``.
+
+    ``requires``: params that select what the stages upstream of the grid compute (features), so
+    they are not ``-S`` overrides of each experiment (every experiment would recompute them) but
+    must already be in the committed params.yaml: the upstream stages run once, are cached, and
+    every experiment checks them out (``run --prepare`` puts them there).
+    """
 
     key: str
     slug: str
@@ -41,6 +47,7 @@ class Table:
     rows: tuple[Row, ...]
     reference: str
     notes: tuple[str, ...] = ()
+    requires: Mapping[str, Any] | None = None
 
     def overrides(self, row: Row) -> dict[str, Any]:
         return {**self.fixed, **row.overrides}
@@ -61,6 +68,12 @@ _TAEMI_ON = {
 # Seed 001 fine-tunes with a weight EMA of decay 0.999 (its SGDR schedule is for the pretraining).
 # The USTC paper uses no modality dropout; EMA 0.999 validates as it does.
 _USTC_ON = {"fusion.model": "ustc", "train.ema": 0.999, "fusion.modality_dropout": 0.0}
+_HUME = (
+    "ABAW EMI challenge baselines on the Hume-Vidmimic2 organisers' pre-extracted features "
+    "(valid mean Pearson, ../shared/docs/hume-vidmimic2.md)"
+)
+# The organisers' features as the feature sources (pipeline/features/hume): upstream of the grid.
+HUME_FEATURES = {"features.visual.model": "hume-vit", "features.audio.model": "hume-wav2vec2"}
 
 TABLES: tuple[Table, ...] = (
     Table(
@@ -139,6 +152,28 @@ TABLES: tuple[Table, ...] = (
             Row("vat", "V+A+T", {"fusion.modalities": _ALL3}, 0.5126, (True, True, True)),
         ),
         reference="vat",
+    ),
+    Table(
+        key="hume_baselines",
+        slug="hume",
+        title="Organisers' baselines on their own ViT and wav2vec2 features",
+        source=_HUME,
+        label_header="Features",
+        mark_headers=("ViT", "wav2vec2"),
+        fixed={"fusion.model": "taemi", "fusion.concat": True, "fusion.modality_dropout": 0.0},
+        rows=(
+            Row("vit", "ViT only", {"fusion.modalities": ["visual"]}, 0.09, (True, False)),
+            Row("w2v", "wav2vec2 only", {"fusion.modalities": ["audio"]}, 0.24, (False, True)),
+            Row("vit-w2v", "ViT + wav2vec2 (concat)", {"fusion.modalities": ["visual", "audio"]}, 0.25, (True, True)),
+        ),
+        reference="vit-w2v",
+        notes=(
+            "Ours: TAEMI's Simple Feature Concat (each modality's frames projected, masked mean, "
+            "concatenated, MLP head), no modality dropout, on the organisers' pickles read by "
+            "`hume-vit` / `hume-wav2vec2` (docs/hume-features.md); the organisers' own baseline model "
+            "is not reproduced, their features are.",
+        ),
+        requires=HUME_FEATURES,
     ),
 )
 TABLES_BY_KEY = {t.key: t for t in TABLES}
