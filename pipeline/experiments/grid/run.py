@@ -149,7 +149,8 @@ def plan(tables: Sequence[Table], seeds: int, base_params: Mapping[str, Any]) ->
         seen: dict[str, str] = {}
         for row in table.rows:
             try:
-                params = apply_overrides(base_params, table.overrides(row))
+                # A table's requirements are in the committed params it runs on (``run --prepare``).
+                params = apply_overrides(base_params, {**(table.requires or {}), **table.overrides(row)})
                 parse_params(params)
             except (KeyError, ParamsError) as error:
                 raise GridError(f"row '{row.label}' of {table.key} does not apply to {PARAMS_FILE}: {error}") from None
@@ -223,9 +224,7 @@ def run(
     check_requirements(tables, base)
     check_upstream(repo, stages or grid_stages(tables), runs=len(all_jobs))
     head = exp_show(repo)[0]
-    finished = {
-        (signature(e.params), e.seed) for e in head.experiments if e.state == "success" and e.metric() is not None
-    }
+    finished = {(signature(e.params), e.seed) for e in head.experiments if e.finished}
     known = {e.name for e in head.experiments if e.name}
     states, _ = queue_status(repo, [j.name for j in all_jobs])
     todo = [j for j in all_jobs if (j.signature, j.seed) not in finished]
@@ -245,7 +244,7 @@ def run(
         _dvc(repo, "queue", "start", "-j", str(jobs))
         wait_for_queue(repo, [j.name for j in todo], jobs=jobs, poll_s=poll_s)
     head = exp_show(repo)[0]
-    done = {(signature(e.params), e.seed) for e in head.experiments if e.state == "success" and e.metric() is not None}
+    done = {(signature(e.params), e.seed) for e in head.experiments if e.finished}
     failures = [j for j in all_jobs if (j.signature, j.seed) not in done]
     for job in failures:
         log(f"FAILED {job.name} ({', '.join(job.rows)}): see `dvc queue logs {job.name}`")
