@@ -33,7 +33,10 @@ ENTRY_POINTS = {
         "--manifest", "{t}/m.parquet", "--features", "{t}/f", "--labels", "{t}/labels", "--timeline", "{t}/tl.parquet",
         "--out", "{t}/model", "--live", "{t}/l",
     ],
-    "stages.evaluate": ["--manifest", "{t}/m.parquet", "--features", "{t}/f", "--model", "{t}/model", "--out", "{t}/e"],
+    "stages.evaluate": [
+        "--manifest", "{t}/m.parquet", "--features", "{t}/f", "--labels", "{t}/labels", "--timeline", "{t}/tl.parquet",
+        "--model", "{t}/model", "--out", "{t}/e",
+    ],
     "pipeline.experiments.gate": [],
     "pipeline.predict.cli": ["{t}/clip.mp4", "--out", "{t}/preds.csv"],
 }  # fmt: skip
