@@ -10,7 +10,7 @@ STAMP := $(VENV)/.emi-installed
 PLOTS_TEMPLATE := .dvc/offline-plots.html
 
 # The CI-size demo: the metrics gate runs the pipeline with these overrides and compares
-# eval/metrics.json with the baseline committed on main (README, "CI metrics gate").
+# eval/metrics.json with the baseline committed on main (docs/grids.md, "CI metrics gate").
 CI_SIZE := -S demo.n_train=48 -S demo.n_valid=24 -S demo.n_test=12
 
 .PHONY: setup demo test test-all lint grid hume-baselines bench-scale bench-plots figures ci-gate ci-baseline clean-data
@@ -59,7 +59,7 @@ hume-baselines: setup
 	PATH="$(BIN):$$PATH" python -m pipeline.experiments.grid run --tables hume_baselines --prepare \
 		--set data.source=hume --set data.root=$(abspath $(HUME))
 
-# Every heavy stage on a Hume-like corpus beside its floor (README "Scale"); about 20 minutes here,
+# Every heavy stage on a Hume-like corpus beside its floor (docs/scale.md); about 20 minutes here,
 # plus the corpus on the first run.
 bench-scale: setup
 	PATH="$(BIN):$$PATH" python -m benchmarks.bench_scale $(SCALE_ARGS)

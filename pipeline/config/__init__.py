@@ -54,6 +54,8 @@ _SOURCES = {"clip": ("demo", "hume", "manifest"), "frame": ("demo", "affwild2")}
 
 
 class Params(Section):
+    """The whole params.yaml: the task, then one section per stage or group of stages."""
+
     # emi: six intensities per clip (Hume-Vidmimic2); va, expr, au: valence-arousal, expression,
     # action units per frame (Aff-Wild2). The stages downstream of features read it.
     task: TaskName = "emi"

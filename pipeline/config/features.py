@@ -62,6 +62,9 @@ class TextFeatureParams(Section):
 
 
 class FeatureParams(Section):
+    """The three feature stages (``features@visual``, ``features@audio``, ``features@text``): one section
+    each, and what their shards share."""
+
     visual: VisualFeatureParams = VisualFeatureParams()
     audio: AudioFeatureParams = AudioFeatureParams()
     text: TextFeatureParams = TextFeatureParams()

@@ -6,7 +6,7 @@ The models produce a (T, D) sequence of frame states at the model's own rate (50
 optionally average-pooled to ``pool_fps``.
 
 - ``"whisper-encoder"``: the encoder of the same CTranslate2 Whisper model as ASR, on the same
-  input (the audio on the 16-bit grid, ``whisper_models.as_16bit``). The log-mel of the whole
+  input (the audio on the 16-bit grid, ``pipeline.whisper.models.as_16bit``). The log-mel of the whole
   clip is computed once (normalised over the whole clip, exactly as both Whisper implementations
   do before transcribing), cut into ``window_s`` windows of its content frames (as faster-whisper
   cuts them), each zero-padded to the encoder's fixed 3000 mel frames (30 s), encoded in batches
