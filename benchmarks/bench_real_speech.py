@@ -1,7 +1,7 @@
 """Real speech through the pipeline's decode and ASR, beside a bare faster-whisper call.
 
 On ../shared/realdata/audio/ravdess (120 clips) and copies made quiet as a distant microphone
-records them (tests/quiet_speech.py: attenuated 20 or 25 dB, a second of room tone or digital
+records them (fixtures/speech.py: attenuated 20 or 25 dB, a second of room tone or digital
 silence at both ends), plus a corpus of silence and near-silence:
 
 1. decode (the stage's code): how many speech clips the silence rule drops (``silent_audio``)

@@ -2,7 +2,7 @@
 
     python -m benchmarks.bench_scale [--clips 200] [--long-s 240] [--work /tmp/emi-scale]
                                      [--out benchmarks/results/scale.json]   (or: make bench-scale)
-    python -m benchmarks.bench_scale --table benchmarks/results/scale.json   (the README's table)
+    python -m benchmarks.bench_scale --table benchmarks/results/scale.json   (the table of docs/scale.md)
 
 1. Writes (once; kept in ``--work``) a corpus of ``--clips`` webcam-like clips
    (``benchmarks/scale_corpus.py``: 640x480 H.264 + AAC, VFR, Hume-like durations, one clip of
@@ -195,7 +195,7 @@ def print_table(rows: list[dict]) -> None:
 
 
 def markdown(result: dict) -> str:
-    """The README's scale table from a results file."""
+    """The scale table of docs/scale.md from a results file."""
     lines = [
         "| stage | CPU s / clip | wall s / clip | floor CPU s / clip | stage / floor | peak RSS MB | KB / clip "
         "| Hume CPU h | Hume wall h |",
@@ -213,7 +213,7 @@ def markdown(result: dict) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--table", type=Path, help="print the README table of an existing results file and stop")
+    parser.add_argument("--table", type=Path, help="print the docs/scale.md table of an existing results file and stop")
     parser.add_argument("--clips", type=int, default=200)
     parser.add_argument("--long-s", type=float, default=240.0, help="length of the one long clip")
     parser.add_argument("--work", type=Path, default=Path("/tmp/emi-scale"))

@@ -1,7 +1,7 @@
 """Train and evaluate variants on the demo features already computed by `make demo`, in-process
 (no DVC experiment, nothing in the workspace changes): single modalities for the README's
-"fusion vs each modality" table and the robustness table with and without missing tokens +
-modality dropout. Writes benchmarks/results/demo_ablations.json.
+"fusion vs each modality" table (Results on the demo; docs/results.md) and the robustness table
+with and without missing tokens + modality dropout. Writes benchmarks/results/demo_ablations.json.
 
     python -m benchmarks.demo_ablations [--features data/features] [--manifest data/manifest.parquet]
 """

@@ -9,7 +9,8 @@ manifest order)::
     frames-NNNNN.parquet   one row per sampled frame (FRAMES schema, row groups of FRAME_ROW_GROUP)
     audio-NNNNN.parquet    one row per clip (AUDIO_SCHEMA), also for clips without audio
 
-and ``data/decode_status.parquet`` (STATUS_SCHEMA), one row per manifest row.
+and ``data/decode_status.parquet`` (STATUS_SCHEMA), one row per manifest row. The decoded frames'
+times, ``data/timeline.parquet``, have their own module (``pipeline/timeline.py``).
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     except ParamsError as error:
         print(f"error: {error}\n{RESTORE_HINT.format(path=args.params)}", file=sys.stderr)
         return 2
-    write_text("params.yaml matches the schema in pipeline/config.py\n", args.out)
+    write_text("params.yaml matches the schema in pipeline/config/\n", args.out)
     return 0
 
 

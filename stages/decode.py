@@ -1,8 +1,9 @@
 """Stage decode: frames at decode.fps by timestamp, face crops, 16 kHz mono audio, per-clip status.
 
 Writes ``<out>/frames-NNNNN.parquet`` and ``<out>/audio-NNNNN.parquet`` (one pair per shard of
-``decode.clips_per_shard`` manifest rows) and the status table ``<status>``: exactly one row per
-manifest row, in manifest order. A bad file gets a status (corrupt, too_short, ...), never stops
+``decode.clips_per_shard`` manifest rows), the status table ``<status>`` and the timeline table
+``<timeline>`` (every decoded frame's time, for per-frame labels): exactly one row per manifest row,
+in manifest order. A bad file gets a status (corrupt, too_short, ...), never stops
 the run. See ``pipeline/decode/__init__.py`` for the sampling rule, the timeline and the status rules.
 """
 
@@ -18,7 +19,7 @@ import pyarrow.parquet as pq
 from pipeline.atomic import write_parquet
 from pipeline.cli import user_errors
 from pipeline.config import load_params
-from pipeline.decode import decode_manifest, status_table
+from pipeline.decode import decode_manifest, status_table, timeline_table
 from pipeline.runtime.executors import open_executor
 
 
@@ -29,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--manifest", required=True, help="manifest Parquet file (stage ingest)")
     parser.add_argument("--out", required=True, help="folder for the frames/audio shards")
     parser.add_argument("--status", required=True, help="status Parquet file to write")
+    parser.add_argument("--timeline", required=True, help="timeline Parquet file to write (frame times)")
     args = parser.parse_args(argv)
     everything = load_params(args.params)
     params = everything.decode
@@ -50,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     if table.num_rows != manifest.num_rows or table.column("clip_id").to_pylist() != ids:
         raise RuntimeError("decode lost or reordered clips: status rows do not match the manifest")
     write_parquet(table, args.status)
+    write_parquet(timeline_table(reports, params.fps), args.timeline)
 
     seconds = time.perf_counter() - start
     media = sum(r.duration_s or 0.0 for r in reports)

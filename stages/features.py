@@ -2,7 +2,9 @@
 
 Reads the manifest (splits, clip order), the decode status (a clip whose decode leaves the modality
 missing gets a missing record naming the reason, ``pipeline.features.unavailable_reason``) and the
-modality's input (visual: decoded frames, audio: decoded audio, text: transcripts). A shard is
+modality's input (visual: decoded frames, audio: decoded audio, text: transcripts; with
+``hume-vit`` / ``hume-wav2vec2`` the organisers' pickles beside the videos, through the restricted
+loader of ``pipeline.features.hume``, and of the decode only the clip's duration). A shard is
 recomputed only when its fingerprint changes: params of the modality, dtype, model, device, project
 code, package versions, and per clip its id, decode status and input (hash of its decoded shard
 file, or of its transcript row). Killed runs resume: finished shards are kept (``pipeline.features.shards``).
@@ -61,11 +63,12 @@ def _run(args: argparse.Namespace, features: FeatureParams, executor: Executor) 
     extractor = build_extractor(modality, section, device="cpu" if executor.remote else device)
     clip_digest, inputs = provider(
         modality,
+        manifest=args.manifest,
         decoded=args.decoded,
         status=args.status,
         asr=args.asr,
         encoder=args.encoder,
-        encoder_model=extractor.model_name,
+        model=extractor.model_name,
     )
     modules = ("stages.features", *SHARED_CODE, *MODALITY_CODE[modality])
     config = {
@@ -78,7 +81,9 @@ def _run(args: argparse.Namespace, features: FeatureParams, executor: Executor) 
     )
     runner = None
     if executor.remote:
-        spec = ExtractorSpec(modality, section, device, args.decoded, args.status, args.asr, args.encoder)
+        spec = ExtractorSpec(
+            modality, section, device, args.decoded, args.status, args.asr, args.encoder, args.manifest
+        )
         runner = PooledShards(executor, modality, init_worker, (spec,))
     report = build_shards(
         args.out,

@@ -47,5 +47,8 @@ def local_ray() -> Iterator[None]:
         yield
 
 
+# Subprocesses (stages, dvc, predict) run this checkout's code wherever their working folder is, not
+# whichever checkout the shared environment's editable install last pointed at.
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH", "")]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -358,6 +358,8 @@ def test_stage_keeps_one_row_per_status_row(tmp_path: Path) -> None:
         str(tmp_path / "decoded"),
         "--status",
         str(tmp_path / "status.parquet"),
+        "--timeline",
+        str(tmp_path / "timeline.parquet"),
     )
     out = tmp_path / "asr" / "transcripts.parquet"
     run(

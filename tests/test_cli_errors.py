@@ -18,16 +18,25 @@ from .conftest import REPO
 ENTRY_POINTS = {
     "stages.check_params": ["--out", "{t}/ok"],
     "stages.make_demo": ["--out", "{t}/demo"],
-    "stages.ingest": ["--out", "{t}/manifest.parquet"],
-    "stages.decode": ["--manifest", "{t}/m.parquet", "--out", "{t}/decoded", "--status", "{t}/s.parquet"],
+    "stages.ingest": ["--out", "{t}/manifest.parquet", "--labels", "{t}/labels"],
+    "stages.decode": [
+        "--manifest", "{t}/m.parquet", "--out", "{t}/decoded", "--status", "{t}/s.parquet",
+        "--timeline", "{t}/tl.parquet",
+    ],
     "stages.asr": ["--decoded", "{t}/decoded", "--status", "{t}/s.parquet", "--out", "{t}/asr.parquet",
                    "--encoder-out", "{t}/encoder"],
     "stages.features": [
         "--modality", "text", "--manifest", "{t}/m.parquet", "--decoded", "{t}/d", "--status", "{t}/s.parquet",
         "--asr", "{t}/asr.parquet", "--out", "{t}/f",
     ],
-    "stages.train": ["--manifest", "{t}/m.parquet", "--features", "{t}/f", "--out", "{t}/model", "--live", "{t}/l"],
-    "stages.evaluate": ["--manifest", "{t}/m.parquet", "--features", "{t}/f", "--model", "{t}/model", "--out", "{t}/e"],
+    "stages.train": [
+        "--manifest", "{t}/m.parquet", "--features", "{t}/f", "--labels", "{t}/labels", "--timeline", "{t}/tl.parquet",
+        "--out", "{t}/model", "--live", "{t}/l",
+    ],
+    "stages.evaluate": [
+        "--manifest", "{t}/m.parquet", "--features", "{t}/f", "--labels", "{t}/labels", "--timeline", "{t}/tl.parquet",
+        "--model", "{t}/model", "--out", "{t}/e",
+    ],
     "pipeline.experiments.gate": [],
     "pipeline.predict.cli": ["{t}/clip.mp4", "--out", "{t}/preds.csv"],
 }  # fmt: skip

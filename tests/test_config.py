@@ -105,3 +105,10 @@ def test_check_params_stage_fails_before_work_on_typo(tmp_path) -> None:
     assert run.returncode == 2
     assert "unknown key 'decode.fsp'" in run.stderr
     assert not stamp.exists()
+
+
+def test_task_names_are_the_registry() -> None:
+    from pipeline import config, tasks
+
+    assert config.TASKS == tuple(tasks.TASKS)
+    assert config.FRAME_TASKS == tuple(t.name for t in tasks.FRAME_TASKS)

@@ -322,7 +322,10 @@ def test_stage_keeps_every_row_in_order(tmp_path: Path) -> None:
     (out / "frames-00009.parquet").write_bytes(b"stale")  # from an earlier, larger run
     command = [sys.executable, "-m", "stages.decode", "--params", str(params), "--manifest", str(manifest)]
     result = subprocess.run(
-        [*command, "--out", str(out), "--status", str(status_path)], cwd=REPO, capture_output=True, text=True
+        [*command, "--out", str(out), "--status", str(status_path), "--timeline", str(tmp_path / "timeline.parquet")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr
     status = pq.read_table(status_path).to_pylist()
@@ -419,3 +422,15 @@ def test_a_worker_crash_costs_only_its_clip(tmp_path: Path) -> None:
     assert [len(v.times) for v in iter_clip_frames(out)] == [5, 0, 5, 5]
     # No progress markers, no temporary files of the crashed attempts.
     assert sorted(p.name for p in out.iterdir()) == shard_files(2)
+
+
+def test_timeline_holds_every_frame_and_each_sample_source(tmp_path: Path) -> None:
+    """Frame k of a per-frame label file is ``frame_pts[k - 1]``: every decoded frame's pts, in order,
+    at the container's real timestamps; each 5 fps sample points at the frame on screen at its time."""
+    pts = [0.0, 0.04, 0.08, 0.12, 0.2, 0.24, 0.4, 0.44, 0.6, 0.64, 0.68, 0.9, 0.94, 0.98]  # variable rate
+    write_index_clip(tmp_path / "vfr.mp4", pts, declared_fps=30.0)
+    report = decode_clip(tmp_path / "vfr.mp4", DecodeParams(fps=5.0)).report
+    np.testing.assert_allclose(report.frame_pts, pts, atol=1e-9)
+    samples = np.arange(report.n_frames) / 5.0
+    expected = [max(k for k, p in enumerate(pts) if p <= t + 1e-9) for t in samples]
+    assert report.sample_frame == expected and len(expected) == report.n_frames

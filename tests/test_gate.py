@@ -79,3 +79,18 @@ def test_a_drop_of_exactly_the_tolerance_passes() -> None:
     assert GateResult(old=0.44, new=0.41, tolerance=0.03).passed
     assert GateResult(old=0.4, new=0.35, tolerance=0.05).passed
     assert not GateResult(old=0.44, new=0.4099, tolerance=0.03).passed
+
+
+@pytest.mark.parametrize(("new", "code", "verdict"), [(0.49, 0, "gate ok"), (0.45, 1, "gate FAILED")])
+def test_a_frame_task_is_gated_on_its_own_headline_and_baseline(
+    repo: Path, new: float, code: int, verdict: str
+) -> None:
+    (repo / "eval" / "baselines").mkdir()
+    (repo / "eval" / "baselines" / "va.json").write_text(json.dumps({"ccc": {"mean": 0.50, "valence": 0.6}}))
+    assert _run(["git", "add", "-A"], repo).returncode == 0
+    assert _run(["git", "commit", "-qm", "va baseline"], repo).returncode == 0
+    (repo / "eval" / "metrics.json").write_text(json.dumps({"ccc": {"mean": new, "valence": 0.61}}))
+    run = _run([sys.executable, "-m", "pipeline.experiments.gate", "--task", "va"], repo)
+    assert run.returncode == code, run.stdout + run.stderr
+    assert f"{verdict}: ccc.mean {new:.4f} vs baseline 0.5000" in run.stdout
+    assert "| ccc.valence | 0.6000 | 0.6100 | +0.0100 |" in run.stdout

@@ -37,11 +37,15 @@ def test_row_overrides_parse_like_dvc_and_validate(tmp_path: Path, table: grid.T
     overrides = {**table.overrides(row), "train.seed": 2}
     params_file = tmp_path / "params.yaml"
     shutil.copy(REPO / "params.yaml", params_file)
+    base = BASE
+    if table.requires:  # what `run --prepare` commits before the table's experiments run
+        dvc_apply_overrides(params_file, grid.set_args(table.requires)[1::2])
+        base = yaml.safe_load(params_file.read_text())
     # The exact strings `dvc exp run -S` receives, applied by DVC's own code to a params file.
     strings = grid.set_args(overrides)[1::2]
     dvc_apply_overrides(params_file, strings)
     applied = yaml.safe_load(params_file.read_text())
-    assert applied == grid.apply_overrides(BASE, overrides)
+    assert applied == grid.apply_overrides(base, overrides)
     params = parse_params(applied)
     assert params.train.seed == 2
     for key, value in overrides.items():
@@ -73,7 +77,8 @@ def test_plan_names_are_unique_valid_refs_and_shared_rows_run_once() -> None:
     jobs, warnings = grid.plan(grid.TABLES, 3, BASE)
     assert warnings == []
     names = [j.name for j in jobs]
-    assert len(names) == len(set(names)) == 16 * 3  # 18 rows, two shared between tables
+    # 21 EMI rows (two shared between tables) and 12 frame-level rows, each task its own configurations.
+    assert len(names) == len(set(names)) == (19 + 12) * 3
     assert all(len(n) <= 20 for n in names)
     for name in names:
         ref = f"refs/exps/ab/cdef0123/{name}"
@@ -197,6 +202,10 @@ def test_render_synthetic_exp_show_gives_the_paper_layout() -> None:
         "taemi_anchor.md",
         "ustc_modules.md",
         "ustc_modalities.md",
+        "hume_baselines.md",
+        "va_fusion.md",
+        "expr_fusion.md",
+        "au_fusion.md",
         "README.md",
     }
     t3 = pages["taemi_components.md"]

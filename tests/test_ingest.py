@@ -132,7 +132,17 @@ def test_ingest_stage_writes_manifest_and_reports_errors(tmp_path: Path) -> None
     params_path.write_text(yaml.safe_dump(params))
     out = tmp_path / "manifest.parquet"
     run = subprocess.run(
-        [sys.executable, "-m", "stages.ingest", "--params", str(params_path), "--out", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "stages.ingest",
+            "--params",
+            str(params_path),
+            "--out",
+            str(out),
+            "--labels",
+            str(out.parent / "labels"),
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -140,7 +150,17 @@ def test_ingest_stage_writes_manifest_and_reports_errors(tmp_path: Path) -> None
     assert run.returncode == 2 and "duplicate clip id '00012'" in run.stderr and not out.exists()
     (root / "valid_split.csv").write_text(HEADER + "\n00003,0.1,0.2,0.3,0.4,0.5,0.6\n")
     run = subprocess.run(
-        [sys.executable, "-m", "stages.ingest", "--params", str(params_path), "--out", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "stages.ingest",
+            "--params",
+            str(params_path),
+            "--out",
+            str(out),
+            "--labels",
+            str(out.parent / "labels"),
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -148,7 +168,13 @@ def test_ingest_stage_writes_manifest_and_reports_errors(tmp_path: Path) -> None
     assert run.returncode == 0, run.stderr
     table = pq.read_table(out)
     assert table.num_rows == 6 and table.schema.field("clip_id").type == "string"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["hume", "manifest.parquet", "params.yaml"]  # no temp left
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "hume",
+        "labels",
+        "manifest.parquet",
+        "params.yaml",
+    ]  # no temp
+    assert [p.name for p in (tmp_path / "labels").iterdir()] == ["clip-level.txt"]
 
 
 def test_duplicate_id_names_both_files_and_rows(tmp_path: Path) -> None:

@@ -37,8 +37,9 @@ def test_fault_clips_get_their_status_and_availability(tmp_path: Path) -> None:
         tmp_path / n for n in ("manifest.parquet", "decoded", "status.parquet", "asr.parquet")
     )
     _stage("stages.make_demo", *p, "--out", str(tmp_path / "demo"))
-    _stage("stages.ingest", *p, "--out", str(manifest))
-    _stage("stages.decode", *p, "--manifest", str(manifest), "--out", str(decoded), "--status", str(status))
+    _stage("stages.ingest", *p, "--out", str(manifest), "--labels", str(manifest.parent / "labels"))
+    timeline = ("--timeline", str(tmp_path / "timeline.parquet"))
+    _stage("stages.decode", *p, "--manifest", str(manifest), "--out", str(decoded), "--status", str(status), *timeline)
     encoder = tmp_path / "encoder"
     asr_io = ("--decoded", str(decoded), "--status", str(status), "--out", str(asr), "--encoder-out", str(encoder))
     _stage("stages.asr", *p, *asr_io)

@@ -90,3 +90,35 @@ def test_predict_submission_format_and_missing_model(tmp_path: Path, realdata: P
         text=True,
     )
     assert run.returncode == 2 and "no trained model" in run.stderr
+
+
+def test_predict_plots_one_picture_per_row(tmp_path: Path, realdata: Path, model_dir: Path) -> None:
+    from fixtures.images import image_stats
+    from pipeline.plots.specs import ABSENT, PRESENT
+
+    from .test_plots import colour_pixels
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    shutil.copy(realdata / "video" / "styletalk_nice_clip1.mp4", inputs / "face.mp4")  # visual only, no ASR
+    (inputs / "random.mp4").write_bytes(np.random.default_rng(0).bytes(5_000))
+    pictures = tmp_path / "pictures"
+    paths = [str(inputs), str(tmp_path / "gone.mp4")]
+    rows = _run(paths, tmp_path / "preds.csv", model_dir, "--plots", str(pictures))
+    assert len(rows) == 3
+    assert sorted(p.name for p in pictures.iterdir()) == sorted(f"{r['clip_id']}.png" for r in rows)
+    for row in rows:  # one picture per row: drawn bars, coloured by whether the model saw anything
+        png = (pictures / f"{row['clip_id']}.png").read_bytes()
+        assert image_stats(png).ink_fraction > 0.05, row["clip_id"]
+        seen = any(row[m] == "true" for m in MODALITIES)
+        assert row["status"] == ("no_audio_stream" if row["clip_id"] == "face" else "corrupt")
+        assert colour_pixels(png, PRESENT if seen else ABSENT) > 1500
+        assert colour_pixels(png, PRESENT) == 0 or seen
+    taken = tmp_path / "taken"
+    taken.write_text("a file, not a folder")
+    run = subprocess.run(
+        [sys.executable, "-m", "pipeline.predict", str(inputs), "--out", str(tmp_path / "p2.csv"),
+         "--model", str(model_dir), "--plots", str(taken)],
+        cwd=REPO, capture_output=True, text=True,
+    )  # fmt: skip
+    assert run.returncode == 2 and "--plots" in run.stderr and not (tmp_path / "p2.csv").exists()

@@ -5,7 +5,7 @@ The corpus holds media under extensions the folder search used to miss (.mpg .ts
 a dangling symlink, a FIFO, a clip cut at 30% of its bytes, float WAVs with a few and with many
 NaN samples, random bytes, an empty file, hidden and non-media files. Predicted once as one folder
 and once as explicit paths: rows out == inputs in, every value finite in [0, 1], every status one of
-the README's, each with the reason it should have.
+docs/pipeline.md's, each with the reason it should have.
 """
 
 from __future__ import annotations

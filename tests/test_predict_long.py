@@ -1,4 +1,4 @@
-"""A 20-minute clip is predicted from all of it, within the README's memory bound.
+"""A 20-minute clip is predicted from all of it, within the memory bound of docs/predict.md.
 
 The clip (generated: the demo face at 5 fps, 160 px, a -30 dBFS tone-and-noise track without
 speech) shows one expression for its first ten minutes and another for the last ten. The model
@@ -27,7 +27,7 @@ from pipeline.emotions import EMOTIONS
 
 from .conftest import REPO
 
-# README (Predicting on new files): peak RSS of one predict call, any clip length, default params.
+# docs/predict.md (Long clips and memory): peak RSS of one predict call, any clip length, default params.
 README_PEAK_MB = 1700
 
 

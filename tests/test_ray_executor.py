@@ -68,7 +68,7 @@ class Run:
     def decode(self) -> None:
         manifest = str(self.root / "manifest.parquet")
         argv = ["--params", str(self.params), "--manifest", manifest, "--out", str(self.decoded)]
-        assert decode.main([*argv, "--status", str(self.status)]) == 0
+        assert decode.main([*argv, "--status", str(self.status), "--timeline", str(self.out / "timeline.parquet")]) == 0
 
     def transcribe(self, decoded: Path, status: Path) -> None:
         argv = ["--params", str(self.params), "--decoded", str(decoded), "--status", str(status)]
@@ -89,7 +89,12 @@ def local_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     root = tmp_path_factory.mktemp("ray-slice")
     params = _write_params(root / "local.yaml", root, "local")
     assert make_demo.main(["--params", str(params), "--out", str(root / "demo"), "--workers", "2"]) == 0
-    assert ingest.main(["--params", str(params), "--out", str(root / "manifest.parquet")]) == 0
+    assert (
+        ingest.main(
+            ["--params", str(params), "--out", str(root / "manifest.parquet"), "--labels", str(root / "labels")]
+        )
+        == 0
+    )
     run = Run(root, params, root / "local")
     run.decode()
     run.transcribe(run.decoded, run.status)

@@ -1,4 +1,4 @@
-"""Real speech is never dropped: the silence rule and ASR on RAVDESS made quiet (tests/quiet_speech.py).
+"""Real speech is never dropped: the silence rule and ASR on RAVDESS made quiet (fixtures/speech.py).
 
 Quiet speech (attenuated 20-25 dB, a second of room tone or silence at both ends) must stay
 usable: not ``silent_audio`` in decode, transcribed by ASR as well as a bare faster-whisper call

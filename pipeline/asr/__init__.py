@@ -6,7 +6,7 @@ status says so); the others get status ``no_audio`` or ``silent`` without runnin
 faster-whisper reads what a bare ``model.transcribe(path)`` reads (the audio on the 16-bit grid)
 with the bare call's decoding: beam search at temperature 0 and its temperature fallback, seeded
 per clip so that transcripts are reproducible; no VAD by default (``asr.vad``: on real speech it
-raised WER, README "Silence and speech"). ``condition_on_previous_text=False`` so that a
+raised WER, docs/silence-and-speech.md). ``condition_on_previous_text=False`` so that a
 misrecognised 30 s window cannot seed a repetition loop in the next one (only clips over 30 s).
 
 Modules: ``transcripts`` (rows, schema, the has_speech rule), ``recognizers`` (faster-whisper and

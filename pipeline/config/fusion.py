@@ -17,11 +17,14 @@ class UstcParams(Section):
     tfe: bool = True
     # Quality-Aware Module: learned softmax weights over modalities; false: equal weights.
     qam: bool = True
+    # Sizes: levels and kernel of the TCN (dilation doubles per level), segments of the segment pooling,
+    # layers of the Transformer encoder over the modalities.
     tcn_levels: int = Field(default=3, ge=1)
     tcn_kernel: int = Field(default=3, ge=2)
     segments: int = Field(default=8, ge=1)
     encoder_layers: int = Field(default=2, ge=1)
-    # Vision-text and audio-text InfoNCE on the train split before the regression (needs text).
+    # Vision-text and audio-text InfoNCE on the train split before the regression (needs text), for
+    # contrastive_epochs epochs at temperature `temperature`.
     contrastive_pretrain: bool = False
     contrastive_epochs: int = Field(default=5, ge=1)
     temperature: float = Field(default=0.07, gt=0.0)
@@ -49,11 +52,14 @@ def _vision_is_visual(value: Any) -> Any:
 
 
 class FusionParams(Section):
+    """The fusion model (stage ``train``; ``evaluate`` reads it back from ``data/model/config.json``)."""
+
     # Clip level (task emi): taemi (seed 002) or ustc (seed 001). Frame level (va, expr, au):
     # visual_temporal (the visual-only baseline), reliability (seed 003's reliability-aware
     # audio-visual fusion), moe (its directed cross-modal mixture of experts) or dual_branch (seed
     # 003 abstract 4: dual-branch Transformer with safe cross-attention).
     model: Literal["taemi", "ustc", "visual_temporal", "reliability", "moe", "dual_branch"] = "taemi"
+    # The modalities the model uses ("vision" is accepted for visual), e.g. [audio, text].
     modalities: tuple[Modality, ...] = ("visual", "audio", "text")
     # TAEMI's query modality ("vision" is accepted and stored as "visual").
     anchor: Modality = "text"
@@ -64,10 +70,14 @@ class FusionParams(Section):
     missing_tokens: bool = True
     # Both models: in training, each present modality of a sample is dropped with this probability.
     modality_dropout: float = Field(default=0.1, ge=0.0, le=1.0)
+    # Width of the projected features and of attention (a multiple of n_heads), TAEMI's cross-attention
+    # output and head width, attention heads, dropout.
     d_model: int = Field(default=256, ge=8)
     out_dim: int = Field(default=512, ge=8)
     n_heads: int = Field(default=4, ge=1)
     dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
+    # Sequence budget per clip: a longer sequence is pooled into this many segments spanning the whole
+    # clip (400 visual frames: 80 s at 5 fps; 600 audio frames: 120 s at 5 Hz), docs/models.md.
     max_visual_frames: int = Field(default=400, ge=1)
     max_audio_frames: int = Field(default=600, ge=1)
     ustc: UstcParams = UstcParams()
@@ -110,7 +120,11 @@ class FusionParams(Section):
 
 # -------------------------------------------------------------------------------------- train
 class TrainParams(Section):
+    """Training of the fusion model (stage ``train``): TAEMI's recipe by default (seed 002, 3.5 and 4.1)."""
+
+    # Seed of initialisation, batch order and dropout; training is deterministic on CPU.
     seed: int = 0
+    # AdamW learning rate and weight decay, clips per batch, the most epochs.
     lr: float = Field(default=1e-4, gt=0.0)
     weight_decay: float = Field(default=0.01, ge=0.0)
     batch_size: int = Field(default=32, ge=1)
@@ -122,6 +136,7 @@ class TrainParams(Section):
     warmup_epochs: float = Field(default=1.0, ge=0.0)
     schedule: Literal["cosine", "sgdr"] = "cosine"
     sgdr_cycle_epochs: int = Field(default=10, ge=1)
+    # Gradients are clipped to this total norm.
     grad_clip: float = Field(default=100.0, gt=0.0)
     # Task emi: mse, or pearson = 1 - mean over the six emotions of the batch Pearson correlation.
     # The frame-level tasks take their losses from their own sections (va, expr, au).
@@ -132,8 +147,11 @@ class TrainParams(Section):
 
 # ----------------------------------------------------------------------------------- evaluate
 class EvaluateParams(Section):
+    """Scores of the trained model and its robustness to missing modalities (stage ``evaluate``)."""
+
     # Fraction of modality slots dropped at random in the robustness evaluation.
     missing_fraction: float = Field(default=0.3, ge=0.0, le=1.0)
+    # Seed of that random drop.
     robustness_seed: int = 0
 
 

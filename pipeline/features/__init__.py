@@ -93,7 +93,13 @@ class FeatureExtractor(Protocol):
 # fingerprint hashes them (stages/features.py), and dvc.yaml lists them with what they import
 # (tests/test_dvc_yaml.py checks it).
 MODALITY_CODE: dict[str, tuple[str, ...]] = {
-    "visual": ("pipeline.features.visual", "pipeline.features.fer", "pipeline.decoded"),
+    "visual": (
+        "pipeline.features.visual",
+        "pipeline.features.fer",
+        "pipeline.decoded",
+        "pipeline.features.hume",
+        "pipeline.features.hume.pickles",
+    ),
     "audio": (
         "pipeline.features.audio",
         "pipeline.features.audio.frames",
@@ -103,6 +109,8 @@ MODALITY_CODE: dict[str, tuple[str, ...]] = {
         "pipeline.whisper.models",
         "pipeline.whisper.encoder_states",
         "pipeline.decoded",
+        "pipeline.features.hume",
+        "pipeline.features.hume.pickles",
     ),
     "text": ("pipeline.features.text",),
 }

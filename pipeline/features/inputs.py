@@ -103,25 +103,59 @@ def _with_states(items: Iterator, shared: dict[str, Path], model: str, clip_ids:
         yield item if kept is None else dataclasses.replace(item, encoder_states=kept, encoder_model=model)
 
 
+def pickle_inputs(model: str, manifest: str | Path, status: str | Path) -> Provider:
+    """Over the organisers' pickles of source ``model`` (``pipeline.features.hume``): each clip's
+    pickle beside its video (manifest ``path``), with its duration from the decode status. A clip
+    without one is unavailable; the digest hashes the pickle's bytes (and the duration where the
+    source's frame times use it), so only shards whose pickles changed are computed again."""
+    from pipeline.features.hume import SOURCES, PickleInput, pickle_path
+
+    source = SOURCES[model]
+    paths = {r["clip_id"]: r["path"] for r in pq.read_table(manifest, columns=["clip_id", "path"]).to_pylist()}
+    status_rows = pq.read_table(status, columns=["clip_id", "duration_s"]).to_pylist()
+    durations = {r["clip_id"]: r["duration_s"] for r in status_rows}
+    found = {c: pickle_path(path, source.folder) for c, path in paths.items()}
+    missing = f"no organiser pickle: no {source.folder}/<stem>.pkl beside the clip's video"
+
+    def clip_digest(c: str) -> str:
+        path = found.get(c)
+        duration = durations.get(c) if source.uses_duration else None
+        return digest([source.name, None if path is None else [path.name, file_digest(path)], duration])
+
+    def inputs(clip_ids: list[str]) -> Iterator:
+        for c in clip_ids:
+            path = found.get(c)
+            yield Unavailable(c, missing) if path is None else PickleInput(c, path, durations.get(c))
+
+    return clip_digest, inputs
+
+
 def provider(
     modality: str,
     *,
+    manifest: str | Path,
     decoded: str | Path,
     status: str | Path,
     asr: str | Path,
     encoder: str | Path | None = None,
-    encoder_model: str = "",
+    model: str = "",
 ) -> Provider:
-    """The modality's provider over the stage's input files: the decode output folder, the decode
-    status table and the transcripts table (text reads only the transcripts); for audio, the
-    encoder states ASR kept (folder ``encoder``) whose encoder is ``encoder_model``."""
+    """The modality's provider over the stage's input files: the manifest, the decode output folder,
+    the decode status table and the transcripts table (text reads only the transcripts). ``model``
+    is the extractor's ``model_name``: an organiser source (``hume-vit``, ``hume-wav2vec2``) reads
+    its pickles and the decode status only; for audio, the encoder states ASR kept (folder
+    ``encoder``) are used when their encoder is ``model``."""
     if modality == "text":
         return transcript_inputs(asr)
+    from pipeline.features.hume import SOURCES
+
+    if model in SOURCES:
+        return pickle_inputs(model, manifest, status)
     columns = ["clip_id", "status", "faults", "n_frames", "has_audio"]
     rows = {r["clip_id"]: r for r in pq.read_table(status, columns=columns).to_pylist()}
     shared = None
-    if modality == "audio" and encoder is not None and encoder_model:
+    if modality == "audio" and encoder is not None and model:
         from pipeline.whisper import encoder_states
 
-        shared = encoder_states.index(encoder, encoder_model)
-    return decoded_inputs(modality, decoded, rows, shared, encoder_model)
+        shared = encoder_states.index(encoder, model)
+    return decoded_inputs(modality, decoded, rows, shared, model)

@@ -38,6 +38,7 @@ class ExtractorSpec:
     status: str
     asr: str
     encoder: str | None = None
+    manifest: str = ""
 
 
 _worker: tuple[FeatureExtractor, InputProvider] | None = None  # this worker process's extractor and inputs
@@ -50,11 +51,12 @@ def init_worker(spec: ExtractorSpec) -> None:
     extractor = build_extractor(spec.modality, spec.section, device=spec.device)
     _, inputs = provider(
         spec.modality,
+        manifest=spec.manifest,
         decoded=spec.decoded,
         status=spec.status,
         asr=spec.asr,
         encoder=spec.encoder,
-        encoder_model=extractor.model_name,
+        model=extractor.model_name,
     )
     _worker = (extractor, inputs)
 

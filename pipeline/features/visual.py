@@ -7,7 +7,9 @@ Per frame with a face crop (``VisualInput.crops[t]``, (S, S, 3) uint8 RGB):
 - a Hugging Face image model id or folder: ``AutoImageProcessor`` + the model's CLS token of the
   last hidden state (ViT, DINOv2; already layer-normed), or its pooled output for CLIP/SigLIP
   vision towers (post-layernorm CLS / attention pool) and CNNs without a token sequence;
-- ``landmarks: true`` appends :data:`GEOMETRY_NAMES` (11 values) from the mediapipe face mesh.
+- ``landmarks: true`` appends :data:`GEOMETRY_NAMES` (11 values) from the mediapipe face mesh;
+- ``hume-vit``: the Hume-Vidmimic2 organisers' own (T, 384) ViT features, read from their pickles
+  (:mod:`pipeline.features.hume`) instead of the face crops; ``landmarks`` does not apply.
 
 Frames without a face get zeros and ``valid = False``; a clip with no valid frame is missing. When
 the face mesh fails on a crop that has a face, the geometry values are zeros and ``mesh_found`` is
@@ -27,6 +29,7 @@ from pipeline.config import VisualFeatureParams
 from pipeline.decoded import VisualInput
 from pipeline.features import ClipFeatures
 from pipeline.features.fer import FER_CLASSES, FER_EMBED_DIM, load_mini_xception, preprocess_faces
+from pipeline.features.hume import SOURCES, HumeExtractor, place_vit
 
 FER_MODEL = "fer-mini-xception"
 NO_FACE = "no face in any frame"
@@ -218,8 +221,10 @@ class VisualExtractor:
         return out
 
 
-def build_visual_extractor(params: VisualFeatureParams, *, device: str = "cpu") -> VisualExtractor:
+def build_visual_extractor(params: VisualFeatureParams, *, device: str = "cpu") -> VisualExtractor | HumeExtractor:
     """The extractor ``params`` describe (weights loaded now, on ``device``)."""
+    if params.model == "hume-vit":  # the organisers' pickles: no model, no face crops
+        return HumeExtractor(SOURCES[params.model], place_vit)
     embedder: FrameEmbedder
     if params.model == FER_MODEL:
         embedder = FerEmbedder(device=device)

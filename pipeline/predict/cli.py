@@ -1,7 +1,8 @@
-"""Predict the six intensities for new videos or audio files with a trained model.
+"""Predict with a trained model on new videos or audio files: EMI's six intensities per file, or a
+frame-level task's predictions (valence-arousal, expression, action units) per video frame.
 
     python -m pipeline.predict PATH [PATH ...] --out preds.csv [--model data/model]
-                               [--params params.yaml] [--submission]
+                               [--params params.yaml] [--submission] [--plots DIR]
 
 Each PATH is a media file or a folder (searched recursively; ``pipeline.predict.inputs`` says
 which entries count). One row per input, whatever happens to it: every named file, every media
@@ -17,8 +18,14 @@ A clip missing a modality is predicted from what is present, through the model's
 tokens; a clip with nothing usable (``corrupt``) gets the model's prediction with every modality
 absent, its learned prior. ``--submission`` writes the ABAW submission format instead
 (``Filename`` + six columns, 5-digit stems) and refuses two files with the same stem.
+``--plots DIR`` also draws each row as ``DIR/<clip_id>.png`` (``pipeline.predict.pictures``): the six
+intensities as bars, the modalities present, the status and message.
 
-``--out`` is checked before any work (not a folder, its folder exists or can be made, writable)
+A frame-level model (its config.json names the task) writes one row per decoded frame of each input
+instead, and one picture of its predictions over time (``pipeline.predict.frames``); the
+submission layout is then ``<clip_id>/<frame>.jpg`` rows with the task's header.
+
+``--out`` (and ``--plots``) are checked before any work (not a folder, its folder exists or can be made, writable)
 and written atomically. A user error (missing params or model, a bad ``--out``, duplicate
 submission stems) is one line ``error: ...`` and exit status 2.
 """
@@ -42,7 +49,9 @@ from pipeline.cli import UsageError, user_errors
 from pipeline.config import MODALITIES, load_params
 from pipeline.emotions import EMOTIONS
 from pipeline.evaluate.submission import submission_csv, submission_stem
+from pipeline.predict.frames import frames_csv, frames_submission, predict_frames, unreadable_frames
 from pipeline.predict.inputs import Input, resolve_inputs
+from pipeline.predict.pictures import check_folder, draw, draw_frames
 from pipeline.predict.predictor import Prediction, Predictor
 
 
@@ -98,6 +107,25 @@ def predictions_csv(rows: Sequence[Prediction]) -> str:
     return pl.DataFrame(columns, schema=schema).write_csv(float_precision=6)
 
 
+def _predict_one(predictor: Predictor, item, clip_id: str):
+    """The input's row (clip-level) or rows (frame-level), an unreadable input's too."""
+    if predictor.task.is_frame:
+        if item.problem:
+            return unreadable_frames(predictor, item.path, clip_id, item.problem)
+        return predict_frames(predictor, item.path, clip_id)
+    if item.problem:
+        return predictor.unreadable(item.path, clip_id, item.problem)
+    return predictor.predict_file(item.path, clip_id)
+
+
+def _text(task, rows: list, *, submission: bool) -> str:
+    if task.is_frame:
+        return frames_submission(task, rows) if submission else frames_csv(task, rows)
+    if submission:
+        return submission_csv([r.clip_id for r in rows], np.stack([r.values for r in rows]))
+    return predictions_csv(rows)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="+", help="video/audio files or folders")
@@ -109,6 +137,7 @@ def _parser() -> argparse.ArgumentParser:
         "--params", default="params.yaml", help="decode/ASR/feature settings (those the model was trained with)"
     )
     parser.add_argument("--submission", action="store_true", help="write the ABAW submission format")
+    parser.add_argument("--plots", metavar="DIR", help="also draw one PNG per input in DIR (bars, modalities, status)")
     return parser
 
 
@@ -119,26 +148,28 @@ def main(argv: list[str] | None = None) -> int:
     if not (Path(args.model) / "model.safetensors").is_file():
         raise UsageError(f"no trained model in {args.model} (run `make demo`, or pass --model)")
     out = check_out(args.out)
+    pictures = check_folder(args.plots) if args.plots else None
     resolved = resolve_inputs(args.paths)
     print(resolved.summary(), file=sys.stderr)
     ids = clip_ids(resolved.inputs, submission=args.submission)
     predictor = Predictor(params=params, model_dir=args.model)
-    rows: list[Prediction] = []
+    task = predictor.task
+    rows: list = []
+    drawn = 0
     try:
         for item, clip_id in tqdm(
             list(zip(resolved.inputs, ids, strict=True)), unit="file", desc="predict", file=sys.stderr
         ):
-            if item.problem:
-                rows.append(predictor.unreadable(item.path, clip_id, item.problem))
-            else:
-                rows.append(predictor.predict_file(item.path, clip_id))
+            rows.append(_predict_one(predictor, item, clip_id))
+            if pictures is not None:
+                done = draw_frames(rows[-1], pictures, task) if task.is_frame else draw(rows[-1], pictures)
+                drawn += done is not None
     finally:
         predictor.close()
-    if args.submission:
-        text = submission_csv([r.clip_id for r in rows], np.stack([r.values for r in rows]))
-    else:
-        text = predictions_csv(rows)
-    write_text(text, out)
+    write_text(_text(task, rows, submission=args.submission), out)
     counts = Counter(r.status for r in rows)
-    print(f"predict: {len(rows)} rows -> {os.fspath(out)}; statuses {dict(sorted(counts.items()))}")
+    frames = f" ({sum(max(len(r.times), 1) for r in rows)} frame rows)" if task.is_frame else ""
+    print(f"predict: {len(rows)} inputs{frames} -> {os.fspath(out)}; statuses {dict(sorted(counts.items()))}")
+    if pictures is not None:
+        print(f"predict: {drawn} of {len(rows)} pictures -> {os.fspath(pictures)}")
     return 0

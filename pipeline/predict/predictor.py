@@ -28,10 +28,12 @@ from pipeline.decode import ClipDecoder, ClipReport, FrameRows
 from pipeline.decoded import AudioInput, VisualInput, decode_crop
 from pipeline.emotions import EMOTIONS
 from pipeline.features import ClipFeatures, TextInput, build_extractor, unavailable_reason
+from pipeline.features.hume import SOURCES
 from pipeline.features.runner import extract_robustly
 from pipeline.features.shards import ModalityInfo
 from pipeline.features.visual import NO_FACE, NO_FRAMES
 from pipeline.runtime.devices import torch_device
+from pipeline.tasks import get_task
 from pipeline.train.dataset import build_clip_table
 from pipeline.train.inference import predict
 from pipeline.train.models import load_model
@@ -90,10 +92,20 @@ class Predictor:
         self.params = params
         self.device = torch.device(torch_device())
         self.model, meta = load_model(model_dir, device=self.device)
+        self.meta = meta
+        self.task = get_task(meta.get("task", "emi"))
         self.modalities = tuple(m for m in MODALITIES if m in meta["features"])
         self.info = {
             m: ModalityInfo(int(meta["features"][m]["dim"]), meta["features"][m]["model"]) for m in self.modalities
         }
+        organiser = [f"{m}: {self.info[m].model}" for m in self.modalities if self.info[m].model in SOURCES]
+        if organiser:
+            raise UsageError(
+                f"the model was trained on the Hume-Vidmimic2 organisers' pre-extracted features "
+                f"({', '.join(organiser)}), which exist only for the release's own clips; predicting a new "
+                "file needs features the pipeline extracts itself (docs/hume-features.md). The release's "
+                "test clips are predicted by `dvc repro` (eval/submission.csv)."
+            )
         self.extractors = {m: build_extractor(m, self._section(m), device=self.device.type) for m in self.modalities}
         for m, extractor in self.extractors.items():
             if (extractor.model_name, extractor.dim) != (self.info[m].model, self.info[m].dim):
@@ -125,18 +137,23 @@ class Predictor:
     def close(self) -> None:
         self.decoder.close()
 
+    def features_of(self, path: Path, clip_id: str) -> tuple[ClipReport, dict[str, ClipFeatures]]:
+        """Decode one file and extract the model's modalities, as the pipeline's stages do (raises on
+        a failure of the extractors themselves; a bad file is the report's status)."""
+        sink = VisualFeatureSink(
+            self.extractors.get("visual"),
+            self.info["visual"].dim if "visual" in self.info else 0,
+            self.params.decode,
+        )
+        report, audio = self.decoder.decode(path, clip_id, sink)
+        # Text first: ASR may keep the clip's encoder states for the audio features, as in the pipeline.
+        done = {m: self._record(m, report, audio, sink) for m in sorted(self.modalities, key=lambda m: m != "text")}
+        return report, {m: done[m] for m in self.modalities}
+
     def predict_file(self, path: Path, clip_id: str) -> Prediction:
         """Never raises for a bad file: whatever goes wrong is the row's status and message."""
         try:
-            sink = VisualFeatureSink(
-                self.extractors.get("visual"),
-                self.info["visual"].dim if "visual" in self.info else 0,
-                self.params.decode,
-            )
-            report, audio = self.decoder.decode(path, clip_id, sink)
-            # Text first: ASR may keep the clip's encoder states for the audio features, as in the pipeline.
-            done = {m: self._record(m, report, audio, sink) for m in sorted(self.modalities, key=lambda m: m != "text")}
-            records = {m: done[m] for m in self.modalities}
+            report, records = self.features_of(path, clip_id)
         except Exception as error:  # noqa: BLE001 - one file's failure is its row, never the run's end
             print(f"warning: {path}: {describe(error)}", file=sys.stderr)
             return self.unreadable(path, clip_id, f"error while predicting: {describe(error)}")

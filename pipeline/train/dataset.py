@@ -45,6 +45,9 @@ class Batch:
     inputs: dict[str, ModalityInput]
     labels: torch.Tensor
 
+    def __len__(self) -> int:
+        return len(self.clip_ids)
+
     def to(self, device: torch.device | str) -> Batch:
         moved = {m: ModalityInput(*(t.to(device) for t in inp)) for m, inp in self.inputs.items()}
         return Batch(self.clip_ids, moved, self.labels.to(device))

@@ -29,6 +29,7 @@ import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -98,14 +99,41 @@ class WeightEma:
         self.updates += 1
 
 
-def _validate(model: nn.Module, valid: ClipTable, batch_size: int, device: torch.device) -> np.ndarray:
-    return pearson_per_emotion(predict(model, valid, batch_size=batch_size, device=device), valid.labels)
+@dataclass(frozen=True)
+class Objective:
+    """What a task trains for: the loss of a batch, the validation score of the current weights
+    (its headline and per-output values), how the model's input standardisation is fitted, and the
+    names the history and DVCLive use (``val_<metric>``, the per-output list's key, the loss's)."""
+
+    metric: str
+    per_key: str
+    loss_name: str
+    loss: Callable[[torch.Tensor, Any], torch.Tensor]
+    validate: Callable[[nn.Module], tuple[float, list[float]]]
+    fit_norm: Callable[[nn.Module], None]
+
+
+def emi_objective(train: ClipTable, valid: ClipTable, params: TrainParams, device: torch.device) -> Objective:
+    """Task emi: MSE or 1 - batch Pearson on the six intensities, validated by mean Pearson."""
+
+    def validate(model: nn.Module) -> tuple[float, list[float]]:
+        per = pearson_per_emotion(predict(model, valid, batch_size=params.batch_size, device=device), valid.labels)
+        return float(per.mean()), per.tolist()
+
+    return Objective(
+        metric="pearson",
+        per_key="val_per_emotion",
+        loss_name=params.loss,
+        loss=lambda pred, batch: _loss(params.loss, pred.float(), batch.labels),
+        validate=validate,
+        fit_norm=lambda model: fit_feature_norm(model, train),
+    )
 
 
 @dataclass
 class TrainResult:
     state: dict[str, torch.Tensor]  # the best epoch's weights (EMA weights when EMA is on), on CPU
-    history: list[dict]  # one entry per epoch: epoch, train_loss, val_pearson, val_per_emotion, lr
+    history: list[dict]  # one entry per epoch: epoch, train_loss, val_<metric>, the per-output list, lr
     best_epoch: int
     best_val: float
 
@@ -163,8 +191,9 @@ class _Loop:
         """The weights validated and kept: the EMA copy when EMA is on."""
         return self.ema.model if self.ema is not None else self.model
 
-    def epoch(self, train: ClipTable, params: TrainParams, device: torch.device) -> tuple[float, float]:
-        """One pass over ``train`` in a seeded random order -> (mean training loss, last lr)."""
+    def epoch(self, train: Any, params: TrainParams, device: torch.device, objective: Objective) -> tuple[float, float]:
+        """One pass over ``train`` (clips, or windows of tracks) in a seeded random order -> (mean
+        training loss, last lr)."""
         self.model.train()
         total, seen, lr = 0.0, 0, 0.0
         order = torch.randperm(len(train), generator=self.order_rng).numpy()
@@ -172,7 +201,7 @@ class _Loop:
             batch = batch.to(device)
             with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
                 pred = self.model(batch.inputs)
-            loss = _loss(params.loss, pred.float(), batch.labels)
+            loss = objective.loss(pred, batch)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(self.model.parameters(), params.grad_clip)
@@ -181,48 +210,53 @@ class _Loop:
             self.scheduler.step()
             if self.ema is not None:
                 self.ema.update(self.model)
-            total += loss.item() * len(batch.clip_ids)
-            seen += len(batch.clip_ids)
+            total += loss.item() * len(batch)
+            seen += len(batch)
         return total / seen, lr
 
 
 def train_model(
     *,
     model: nn.Module,
-    train: ClipTable,
-    valid: ClipTable,
+    train: Any,
+    valid: Any,
     params: TrainParams,
     device: torch.device,
     log: Log = print,
     on_epoch: Callable[[dict], None] | None = None,
+    objective: Objective | None = None,
 ) -> TrainResult:
-    """Fit ``model`` on ``train`` (fully labelled clips) and select the epoch on ``valid``.
+    """Fit ``model`` on ``train`` and select the epoch on ``valid``: clip tables with the six labels
+    (task emi, the default objective) or, with a frame-level ``objective``, windows of tracks.
 
     ``on_epoch`` receives each epoch's history entry as it is made (the train stage logs it with
     DVCLive, so ``dvc exp show`` follows a run live).
     """
     if len(train) == 0 or len(valid) == 0:
         raise ValueError(f"training needs labelled train and valid clips, got {len(train)} and {len(valid)}")
-    fit_feature_norm(model, train)
+    objective = objective or emi_objective(train, valid, params, device)
+    objective.fit_norm(model)
     model.to(device)
     loop = _Loop.start(model, len(train), params)
     history: list[dict] = []
     best_val, best_epoch, best_state, stale = -math.inf, 0, None, 0
     for epoch in range(1, params.max_epochs + 1):
-        train_loss, lr = loop.epoch(train, params, device)
-        per = _validate(loop.judged, valid, params.batch_size, device)
-        val = float(per.mean())
+        train_loss, lr = loop.epoch(train, params, device, objective)
+        val, per = objective.validate(loop.judged)
         entry = {
             "epoch": epoch,
             "train_loss": train_loss,
-            "val_pearson": val,
-            "val_per_emotion": per.tolist(),
+            f"val_{objective.metric}": val,
+            objective.per_key: per,
             "lr": lr,
         }
         history.append(entry)
         if on_epoch is not None:
             on_epoch(entry)
-        log(f"epoch {epoch:3d}  train {params.loss} {train_loss:.5f}  val pearson {val:.4f}  lr {lr:.3g}")
+        log(
+            f"epoch {epoch:3d}  train {objective.loss_name} {train_loss:.5f}  val {objective.metric} {val:.4f}  "
+            f"lr {lr:.3g}"
+        )
         if val > best_val:
             best_val, best_epoch, stale = val, epoch, 0
             best_state = {k: v.detach().cpu().clone() for k, v in loop.judged.state_dict().items()}

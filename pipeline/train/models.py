@@ -10,15 +10,31 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
+from models.frame_common import FrameModelConfig
+from models.frame_dual import DualBranch
+from models.frame_moe import CrossModalMoE
+from models.frame_reliability import ReliabilityFusion
+from models.frame_visual import VisualTemporal
 from models.taemi import Taemi, TaemiConfig
 from models.ustc import Ustc, UstcConfig
 from pipeline.atomic import atomic_path, write_json
-from pipeline.config import FusionParams
+from pipeline.config import FRAME_MODELS, FusionParams
 from pipeline.features.shards import ModalityInfo
 
+# Every fusion model by its ``fusion.model`` name, with its config class.
+MODELS: dict[str, tuple[type[nn.Module], type]] = {
+    "taemi": (Taemi, TaemiConfig),
+    "ustc": (Ustc, UstcConfig),
+    "visual_temporal": (VisualTemporal, FrameModelConfig),
+    "reliability": (ReliabilityFusion, FrameModelConfig),
+    "moe": (CrossModalMoE, FrameModelConfig),
+    "dual_branch": (DualBranch, FrameModelConfig),
+}
 
-def model_config(fusion: FusionParams, input_dims: Mapping[str, int]) -> TaemiConfig | UstcConfig:
-    """The model config for ``fusion`` and the feature widths of its modalities."""
+
+def model_config(fusion: FusionParams, input_dims: Mapping[str, int], *, n_outputs: int = 6):
+    """The model config for ``fusion`` and the feature widths of its modalities (``n_outputs``: the
+    task's output width; 6 for emi)."""
     dims = {m: int(input_dims[m]) for m in fusion.modalities}
     common = dict(
         input_dims=dims,
@@ -27,6 +43,11 @@ def model_config(fusion: FusionParams, input_dims: Mapping[str, int]) -> TaemiCo
         n_heads=fusion.n_heads,
         dropout=fusion.dropout,
     )
+    if fusion.model in FRAME_MODELS:
+        t = fusion.temporal
+        return FrameModelConfig(
+            layers=t.layers, audio_latents=t.audio_latents, gate_hidden=t.gate_hidden, n_outputs=n_outputs, **common
+        )
     if fusion.model == "taemi":
         return TaemiConfig(
             anchor=fusion.anchor,
@@ -48,9 +69,9 @@ def model_config(fusion: FusionParams, input_dims: Mapping[str, int]) -> TaemiCo
     )
 
 
-def build_model(kind: str, config: TaemiConfig | UstcConfig | Mapping) -> nn.Module:
-    """A fresh model of ``kind`` ("taemi" | "ustc") from a config object or its dict."""
-    cls, cfg_cls = {"taemi": (Taemi, TaemiConfig), "ustc": (Ustc, UstcConfig)}[kind]
+def build_model(kind: str, config) -> nn.Module:
+    """A fresh model of ``kind`` (a ``fusion.model`` name) from a config object or its dict."""
+    cls, cfg_cls = MODELS[kind]
     if isinstance(config, Mapping):
         config = cfg_cls(**config)
     return cls(config=config)

@@ -5,7 +5,7 @@ features with ``model: whisper-encoder`` are states of the same encoder on the s
 (``pipeline/features/audio`` cuts its windows as faster-whisper does). For a clip of at most
 30 s that is its only window, so ASR keeps the states of its real frames and features@audio
 pools them instead of running the encoder again: the encoder is 78% of ASR's CPU time and
-nearly all of features@audio's (README "Scale").
+nearly all of features@audio's (docs/scale.md).
 
 Layout: ``<folder>/encoder-NNNNN.parquet``, one row per clip that has states (clip_id, frames T,
 width D, states as float16 (T, D) row-major bytes); the file metadata names the encoder

@@ -10,9 +10,12 @@ from typing import Any
 from pipeline.experiments.dvc_commands import metric_value
 from pipeline.experiments.grid.overrides import PARAMS_FILE, apply_overrides, signature
 from pipeline.experiments.grid.tables import Row, Table
+from pipeline.tasks import TASKS
 
 METRICS_FILE = "eval/metrics.json"
-METRIC = "pearson.mean"
+METRIC = "pearson.mean"  # task emi's headline, the papers' EMI tables' metric
+# Every task's headline (pipeline.tasks): an experiment with one of them finished its evaluation.
+HEADLINES: tuple[str, ...] = tuple(task.headline for task in TASKS.values())
 
 
 class GridError(RuntimeError):
@@ -35,6 +38,11 @@ class Experiment:
 
     def metric(self, dotted: str = METRIC) -> float | None:
         return metric_value(self.metrics, dotted)
+
+    @property
+    def finished(self) -> bool:
+        """Succeeded and wrote its task's headline metric."""
+        return self.state == "success" and any(self.metric(h) is not None for h in HEADLINES)
 
 
 @dataclass(frozen=True)
@@ -123,7 +131,7 @@ class RowResult:
 def row_signature(table: Table, row: Row, base_params: Mapping[str, Any]) -> str | None:
     """Signature of the row's runs on ``base_params``; None if an override does not apply there."""
     try:
-        return signature(apply_overrides(base_params, table.overrides(row)))
+        return signature(apply_overrides(base_params, {**(table.requires or {}), **table.overrides(row)}))
     except KeyError:
         return None
 
@@ -136,7 +144,7 @@ def collect(tables: Sequence[Table], baseline: Baseline) -> dict[tuple[str, str]
     """Match the baseline's successful experiments to rows by params; newest run per seed wins."""
     by_signature: dict[str, dict[Any, Experiment]] = {}
     for exp in baseline.experiments:
-        if exp.state != "success" or exp.metric() is None:
+        if not exp.finished:
             continue
         per_seed = by_signature.setdefault(signature(exp.params), {})
         kept = per_seed.get(exp.seed)
@@ -147,6 +155,7 @@ def collect(tables: Sequence[Table], baseline: Baseline) -> dict[tuple[str, str]
         for row in table.rows:
             sig = row_signature(table, row, baseline.params)
             found = by_signature.get(sig, {}) if sig else {}
-            runs = tuple(sorted(((s, e.metric(), e.name) for s, e in found.items()), key=_seed_order))
+            scored = ((s, e.metric(table.metric), e.name) for s, e in found.items())
+            runs = tuple(sorted((r for r in scored if r[1] is not None), key=_seed_order))
             results[(table.key, row.slug)] = RowResult(table=table, row=row, runs=runs)
     return results

