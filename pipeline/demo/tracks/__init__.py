@@ -41,7 +41,8 @@ frame for it (12 %, never the first segment), which sentence of its wording leve
   0.4 s (no face detected from half-way), back after the next segment has faded in.
 - The voice says one sentence of the wording level ``round(V / 0.25)`` (-3 deep sympathy .. +3 awe,
   the EMI demo's pools) 0.7-1.0 s into the segment, espeak-ng speed ``165 + 20 A`` wpm, amplitude
-  ``110 + 70 A``, pitch ``base + 20 A`` (base 35-65 per person); faint noise between.
+  ``110 + 80 A``, pitch ``base + 30 A`` (base 42-58 per person); faint noise between. The speed
+  changes little: the sentence's length, which the lips show too, would tell the arousal.
 
 So arousal is mostly heard and only weakly seen (the mood carries most of it), Anger/Disgust need
 the voice and Fear/Surprise the words, and segments without the face need both: no single modality
@@ -58,11 +59,11 @@ F1-optimal thresholds on P(AU | O). With the defaults (seed 0):
 ================  =======  ======  =====  =====  ============  ===========  ==========  =====
 ceiling           latents  visual  audio  text   visual+audio  visual+text  audio+text  fused
 ================  =======  ======  =====  =====  ============  ===========  ==========  =====
-VA CCC valence    0.960    0.836   0.551  0.822  0.852         0.916        0.826       0.916
-VA CCC arousal    0.952    0.553   0.830  0.180  0.859         0.757        0.831       0.859
-VA CCC mean       0.956    0.695   0.691  0.501  0.856         0.836        0.828       0.888
-EXPR macro F1     0.946    0.727   0.455  0.305  0.819         0.797        0.600       0.865
-AU mean F1        0.784    0.741   0.492  0.432  0.766         0.752        0.586       0.772
+VA CCC valence    0.960    0.836   0.656  0.822  0.860         0.916        0.826       0.916
+VA CCC arousal    0.952    0.553   0.831  0.180  0.859         0.757        0.831       0.859
+VA CCC mean       0.956    0.695   0.743  0.501  0.860         0.836        0.828       0.888
+EXPR macro F1     0.946    0.727   0.488  0.305  0.814         0.797        0.619       0.857
+AU mean F1        0.784    0.741   0.543  0.432  0.762         0.752        0.603       0.768
 ================  =======  ======  =====  =====  ============  ===========  ==========  =====
 
 (Monte Carlo spread over seeds: standard deviation <= 0.004), and the same per split of the

@@ -63,9 +63,9 @@ SPEECH_AU = ACTION_UNITS.index("AU25")
 
 # The voice: espeak-ng speed and amplitude follow arousal, pitch follows it around a per-track base.
 SPEED = (165.0, 20.0)  # words per minute: 165 + 20 * arousal
-AMPLITUDE = (110.0, 70.0)
-PITCH_SLOPE = 20.0
-PITCH_BASE = (35, 65)
+AMPLITUDE = (110.0, 80.0)
+PITCH_SLOPE = 30.0
+PITCH_BASE = (42, 58)
 LEVEL_STEP = 0.25  # wording level = round(valence / 0.25), clipped to -3..3
 
 
