@@ -114,6 +114,29 @@ def test_index_clip_frames_read_back_with_their_pts(tmp_path: Path, suffix: str,
         assert stream["r_frame_rate"] == stream["avg_frame_rate"] == "1000/1"
 
 
+def test_avi_clip_is_constant_rate_mpeg4_with_pcm_audio(tmp_path: Path) -> None:
+    """AVI keeps no timestamps: frame k shows at k / rate; the audio comes back sample for sample."""
+    from pipeline.demo.media import mux_clip
+
+    path = tmp_path / "index.avi"
+    tone = (0.1 * np.sin(np.arange(16000) * 2 * np.pi * 440 / 16000)).astype(np.float32)
+    pts = [k / 30 for k in range(45)]
+    mux_clip(path, (index_frame(k, size=64) for k in range(45)), pts, declared_fps=30, audio=tone)
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].codec_context.name == "mpeg4"
+        got = [(float(f.time), read_index(f.to_ndarray(format="rgb24"))) for f in container.decode(video=0)]
+    with av.open(str(path)) as container:
+        audio = np.concatenate([f.to_ndarray().reshape(-1) for f in container.decode(audio=0)])
+    assert [k for _, k in got] == list(range(45)) and max(abs(t - p) for (t, _), p in zip(got, pts, strict=True)) < 1e-6
+    assert audio.dtype == np.int16 and np.abs(audio / 32768.0 - tone).max() < 1e-4
+    stream = _ffprobe(path)["streams"][0]
+    assert stream["r_frame_rate"] == stream["avg_frame_rate"] == "30/1"
+    with pytest.raises(ValueError, match="declared_fps"):
+        mux_clip(tmp_path / "bad.avi", [index_frame(0, size=64)] * 2, [0.0, 0.04])
+    with pytest.raises(ValueError, match="frame 1"):
+        mux_clip(tmp_path / "bad.avi", [index_frame(0, size=64)] * 2, [0.0, 0.05], declared_fps=25)
+
+
 def test_index_survives_resizing_and_compression_noise() -> None:
     rng = np.random.default_rng(0)
     for index in (0, 1, 5, 1234, 65535):

@@ -24,18 +24,24 @@ class DataParams(Section):
 
 
 class DemoTracksParams(Section):
-    """The frame-level demo (tasks va, expr, au): minutes-long tracks in the Aff-Wild2 layout whose
-    valence/arousal, expression class and action units over time are known (``pipeline/demo/tracks``)."""
+    """The frame-level demo (tasks va, expr, au): a miniature Aff-Wild2 release of minutes-long tracks
+    whose valence/arousal, expression class and action units over time are known (``pipeline/demo/tracks``;
+    frame rate and size from demo.video_fps and demo.frame_size)."""
 
-    # Tracks per split; one video of the train split holds two people (a _left and a _right track).
+    # Tracks per split. The first train video holds two people (a _left and a _right track), and so does
+    # the first test video when n_test >= 4; n_train >= 4 adds a track annotated for AU only; the first
+    # two valid videos are the one whose name lies about its fps and the one at 1.2 x video_fps.
     n_train: int = Field(default=16, ge=2)
     n_valid: int = Field(default=6, ge=2)
     n_test: int = Field(default=6, ge=2)
-    # Length of each track's video in seconds.
+    # A track covers this many seconds times a factor drawn in [0.8, 1.2], rounded up to whole expression
+    # segments (3-7 s each): the default 28 tracks hold about 19 minutes of video in 26 files.
     seconds: float = Field(default=40.0, ge=10.0)
-    # Standard deviation of the annotators' noise on valence and arousal (labels in [-1, 1]).
+    # Standard deviation of the annotators' noise on valence and arousal (labels in [-1, 1]): a smooth
+    # wobble (correlation time 0.5 s), clipped symmetrically so that the expected label stays the truth.
     va_noise: float = Field(default=0.1, ge=0.0)
-    # Probability that an annotated expression class or action unit is flipped at random.
+    # Share of frames whose annotated expression class (each action unit on its own) disagrees with the
+    # truth, in runs of 0.4 s on average.
     label_flip: float = Field(default=0.05, ge=0.0, le=0.5)
 
 

@@ -3,7 +3,8 @@
 Modules: ``latent`` (the generative model of the labels and its noise ceiling), ``sentences``
 (the wording pools), ``face`` (the warped face video), ``speech`` (espeak-ng), ``clips`` (one clip
 and the planted faults), ``media`` (H.264/AAC muxing, also used by tests and benchmarks),
-``generate`` (the whole dataset, written atomically).
+``generate`` (the whole dataset, written atomically). The frame-level tasks' demo, a miniature
+Aff-Wild2 release, is the ``tracks`` package.
 
 Generative model
 ----------------

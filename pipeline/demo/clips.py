@@ -94,7 +94,7 @@ def write_clip(path: str | Path, spec: ClipSpec) -> dict[str, Any]:
     piece = speech[: max(0, n_samples - start)]
     audio[start : start + len(piece)] = piece
     # Mouth opening follows the speech envelope (RMS over 60 ms, normalised to the loudest frame).
-    envelope = np.array([_rms(audio, t, 0.06) for t in times])
+    envelope = np.array([rms_at(audio, t, 0.06) for t in times])
     jaw = envelope / max(envelope.max(), 1e-9)
     audio = np.clip(audio + (10 ** (NOISE_DBFS / 20) * rng.standard_normal(n_samples)).astype(np.float32), -1.0, 1.0)
     if spec.fault == "silent_audio":
@@ -132,7 +132,7 @@ def _face_frames(spec: ClipSpec, times: np.ndarray, jaw: np.ndarray, rng: np.ran
     gain) happen now, in a fixed order, so the clip stays a deterministic function of its spec."""
     smile_env = _expression_envelope(times, rng)
     brow_env = _expression_envelope(times, rng)
-    motion = _head_motion(times, rng)
+    motion = head_motion(times, rng)
     gain = float(rng.uniform(0.85, 1.15))
     crop = BACKGROUND_CROP if spec.fault == "no_face" else FACE_CROP
     return (
@@ -151,7 +151,7 @@ def _face_frames(spec: ClipSpec, times: np.ndarray, jaw: np.ndarray, rng: np.ran
     )
 
 
-def _rms(audio: np.ndarray, t: float, window: float) -> float:
+def rms_at(audio: np.ndarray, t: float, window: float) -> float:
     lo = max(0, int((t - window / 2) * SPEECH_RATE))
     hi = max(lo + 1, int((t + window / 2) * SPEECH_RATE))
     chunk = audio[lo:hi]
@@ -166,7 +166,7 @@ def _expression_envelope(times: np.ndarray, rng: np.random.Generator) -> np.ndar
     return smoothstep((times - onset) / rise) * hold
 
 
-def _head_motion(times: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def head_motion(times: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """(T, 4): shift x, shift y (source px), angle (deg), scale; two slow sinusoids each."""
     out = np.empty((len(times), 4))
     for column, amplitude in enumerate((3.0, 2.0, 2.0, 0.02)):

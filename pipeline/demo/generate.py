@@ -101,7 +101,7 @@ def generate_demo(
         splits = np.array([s.split for s in specs])
         ceiling["generated"] = {split: score(expected[splits == split], labels[splits == split]) for split in SPLITS}
         write_json(ceiling, build / "ceiling.json")
-        _swap_in(build, out_dir)
+        swap_in(build, out_dir)
     finally:
         if build.exists():
             shutil.rmtree(build)
@@ -149,7 +149,7 @@ def _write_tables(
     write_parquet(pa.table(columns), root / "latents.parquet")
 
 
-def _swap_in(build: Path, out_dir: Path) -> None:
+def swap_in(build: Path, out_dir: Path) -> None:
     """Replace ``out_dir`` by ``build`` so a reader never sees a half-written dataset."""
     old = None
     if out_dir.exists():

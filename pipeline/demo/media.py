@@ -1,4 +1,5 @@
-"""Encoding clips: RGB frames (H.264) and mono audio (AAC) at exact millisecond timestamps."""
+"""Encoding clips: RGB frames (H.264) and mono audio (AAC) at exact millisecond timestamps; in AVI, which
+stores no timestamps, MPEG-4 Part 2 video at a constant rate and PCM audio."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ TIME_BASE = Fraction(1, 1000)
 
 
 def _container_format(path: Path) -> str:
-    formats = {".mp4": "mp4", ".mkv": "matroska", ".mov": "mov"}
+    formats = {".mp4": "mp4", ".mkv": "matroska", ".mov": "mov", ".avi": "avi"}
     if path.suffix.lower() not in formats:
         raise ValueError(f"{path}: unsupported container suffix; use one of {sorted(formats)}")
     return formats[path.suffix.lower()]
@@ -51,13 +52,17 @@ def mux_clip(
     stream declares (in Matroska it becomes the track's default duration, which ffprobe and PyAV
     report as both ``r_frame_rate`` and ``avg_frame_rate``; MP4 stores no rate, ffprobe guesses it
     from the timestamps); None declares the mean rate of ``pts_s``. The container is chosen by the
-    suffix (.mp4, .mkv, .mov). Encoders run single-threaded with bit-exact muxing, so the same
+    suffix (.mp4, .mkv, .mov, .avi). Encoders run single-threaded with bit-exact muxing, so the same
     inputs give byte-identical files.
+
+    AVI keeps no timestamps (frame k at k / rate): ``pts_s`` must lie on the grid of ``declared_fps``
+    (required); the streams are MPEG-4 Part 2 without B-frames (as DivX / Xvid) and 16-bit PCM audio.
     """
     path = Path(path)
-    pts_ms = [round(p * 1000) for p in pts_s]
-    if not pts_ms or pts_ms[0] < 0 or any(b <= a for a, b in zip(pts_ms, pts_ms[1:], strict=False)):
-        raise ValueError("pts_s must be non-negative and strictly increasing at millisecond resolution")
+    pts_ms = _pts_ms(pts_s)
+    if _container_format(path) == "avi":
+        _mux_avi(path, frames, pts_s, declared_fps=declared_fps, audio=audio, sample_rate=sample_rate)
+        return
     durations = dict(zip(pts_ms, frame_durations_ms(pts_ms), strict=True))
     if declared_fps is None:
         span = pts_ms[-1] + durations[pts_ms[-1]] - pts_ms[0]
@@ -89,6 +94,57 @@ def mux_clip(
                 _mux_audio(container, sound, np.asarray(audio, np.float32), sample_rate)
 
 
+def _pts_ms(pts_s: Sequence[float]) -> list[int]:
+    pts_ms = [round(p * 1000) for p in pts_s]
+    if not pts_ms or pts_ms[0] < 0 or any(b <= a for a, b in zip(pts_ms, pts_ms[1:], strict=False)):
+        raise ValueError("pts_s must be non-negative and strictly increasing at millisecond resolution")
+    return pts_ms
+
+
+def _mux_avi(
+    path: Path,
+    frames: Iterable[np.ndarray],
+    pts_s: Sequence[float],
+    *,
+    declared_fps: float | None,
+    audio: np.ndarray | None,
+    sample_rate: int,
+) -> None:
+    """mux_clip for AVI: frame k at k / declared_fps exactly (checked), MPEG-4 Part 2 + PCM s16le."""
+    if declared_fps is None:
+        raise ValueError(f"{path}: AVI stores no timestamps; give declared_fps (frames lie on its grid)")
+    rate = Fraction(declared_fps).limit_denominator(1001)
+    off_grid = [k for k, p in enumerate(pts_s) if abs(p - k / rate) > 5e-4]
+    if off_grid:
+        raise ValueError(
+            f"{path}: AVI needs frame k at k / {declared_fps} s; frame {off_grid[0]} is at {pts_s[off_grid[0]]}"
+        )
+    frame_iter = iter(frames)
+    first = next(frame_iter)
+    with atomic_path(path, path.suffix) as tmp:
+        with av.open(str(tmp), "w", format="avi", options={"fflags": "+bitexact"}) as container:
+            video = container.add_stream("mpeg4", rate=rate)
+            video.height, video.width = first.shape[:2]
+            video.pix_fmt = "yuv420p"
+            video.bit_rate = 4 * first.shape[0] * first.shape[1]  # bits per second: 0.16 bit per pixel at 25 fps
+            video.codec_context.thread_count = 1
+            video.options = {"threads": "1", "bf": "0"}
+            sound = None
+            if audio is not None:
+                sound = container.add_stream("pcm_s16le", rate=sample_rate, layout="mono")
+            written = 0
+            for k, image in enumerate(itertools.chain([first], frame_iter)):
+                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+                frame.pts, frame.time_base = k, 1 / rate
+                container.mux(video.encode(frame))
+                written += 1
+            if written != len(pts_s):
+                raise ValueError(f"got {written} frames for {len(pts_s)} timestamps")
+            container.mux(video.encode(None))
+            if sound is not None:
+                _mux_audio(container, sound, np.asarray(audio, np.float32), sample_rate, format="s16")
+
+
 def _video_stream(container: Any, rate: Fraction, shape: tuple, *, crf: int, preset: str, bframes: bool) -> Any:
     """A single-threaded libx264 yuv420p stream with a 1/1000 time base."""
     video = container.add_stream("libx264", rate=rate)
@@ -108,10 +164,12 @@ def _mux_video(container: Any, packets: Iterable[Any], durations: dict[int, int]
         container.mux(packet)
 
 
-def _mux_audio(container: Any, stream: Any, samples: np.ndarray, sample_rate: int) -> None:
+def _mux_audio(container: Any, stream: Any, samples: np.ndarray, sample_rate: int, format: str = "fltp") -> None:
     chunk = 1024  # AAC frame size
+    if format == "s16":
+        samples = np.round(np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16)
     for start in range(0, len(samples), chunk):
-        frame = av.AudioFrame.from_ndarray(samples[None, start : start + chunk], format="fltp", layout="mono")
+        frame = av.AudioFrame.from_ndarray(samples[None, start : start + chunk], format=format, layout="mono")
         frame.sample_rate = sample_rate
         frame.pts, frame.time_base = start, Fraction(1, sample_rate)
         container.mux(stream.encode(frame))

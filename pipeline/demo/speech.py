@@ -24,14 +24,15 @@ def espeak_settings(*, arousal: float, pitch: float) -> dict[str, int]:
     }
 
 
-def synthesize_speech(text: str, *, pitch: int, speed: int, amplitude: int) -> np.ndarray:
-    """espeak-ng saying ``text``: (N,) float32 mono at SPEECH_RATE (16 kHz)."""
+def synthesize_speech(text: str, *, pitch: int, speed: int, amplitude: int, voice: str = VOICE) -> np.ndarray:
+    """espeak-ng saying ``text`` in ``voice`` (e.g. ``en-us+f2``, a female variant): (N,) float32 mono at
+    SPEECH_RATE (16 kHz)."""
     with tempfile.TemporaryDirectory(prefix="emi-espeak-") as folder:
         wav = Path(folder) / "speech.wav"
         command = [
             "espeak-ng",
             "-v",
-            VOICE,
+            voice,
             "-p",
             str(pitch),
             "-s",
