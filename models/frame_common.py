@@ -141,8 +141,10 @@ def feature_norms(dims: Mapping[str, int]) -> nn.ModuleDict:
 
 
 def standardized(norm: nn.ModuleDict, inputs: FrameInputs) -> FrameInputs:
+    """The inputs of the model's modalities (those it has a norm for), standardised; others dropped."""
+
     def apply(group: dict[str, ModalityInput]) -> dict[str, ModalityInput]:
-        return {m: inp._replace(x=norm[m](inp.x)) for m, inp in group.items()}
+        return {m: inp._replace(x=norm[m](inp.x)) for m, inp in group.items() if m in norm}
 
     return FrameInputs(apply(inputs.streams), apply(inputs.context), inputs.steps)
 

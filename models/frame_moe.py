@@ -10,7 +10,8 @@ context tokens X (text, if used):
                                                                  for every ordered pair m != n in S
     E_{m<-X} = LN(h_m + SafeCrossAttn(h_m, X))                   m's frames query the context tokens
     pi_t = softmax_e(G([h_v; h_a; face_t; audio_t])_e + log ok_e,t)   (B, W, n_experts) per-frame gate
-    y_t  = FrameHead(TemporalEncoder(sum_e pi_e,t E_e,t))        (B, W, C)
+    z_t  = LN(h_v,t + sum_e pi_e,t E_e,t)                        the mixture on a face residual
+    y_t  = FrameHead(TemporalEncoder(z))                          (B, W, C)
 
 An expert is "directed": E_{v<-a} is the face frames reading the voice, E_{a<-v} the voice frames
 reading the face; the gate weighs them per frame from both streams and their presence flags, and
@@ -20,8 +21,11 @@ expert, stays allowed, so the softmax is always defined).
 
 Where the paper is silent, and what we chose: one temporal encoder layer per stream before the
 experts and ``fusion.temporal.layers`` after the mixture; the expert set (all ordered pairs plus
-the unimodal experts); the gate's input (the streams' own states and the presence flags) and
-width (``fusion.temporal.gate_hidden``); modality dropout per window as in the other models.
+the unimodal experts); the residual on the face stream (the face carries most of the signal on
+both the demo and Aff-Wild2; without it an untrained gate starts by averaging the face with weak
+experts, and early stopping fired before it learnt to weigh them); the gate's input (the
+streams' own states and the presence flags) and width (``fusion.temporal.gate_hidden``);
+modality dropout per window as in the other models.
 """
 
 from __future__ import annotations
@@ -70,6 +74,7 @@ class CrossModalMoE(nn.Module):
         )
         self.temporal = TemporalEncoder(c.d_model, c.n_heads, c.dropout, c.layers)
         self.head = FrameHead(c.d_model, c.n_outputs, c.dropout)
+        self.res_ln = nn.LayerNorm(c.d_model)
 
     def forward(self, inputs: FrameInputs) -> torch.Tensor:
         """-> (B, W, n_outputs)."""
@@ -98,5 +103,5 @@ class CrossModalMoE(nn.Module):
         gate_in = torch.cat([x for m in self.config.streams for x in (h[m], flags.pop(0))], dim=-1)
         logits = self.gate(gate_in).masked_fill(~ok, float("-inf"))
         weights = torch.softmax(logits, dim=-1)
-        fused = (weights[..., None] * experts).sum(dim=2)
+        fused = self.res_ln(h["visual"] + (weights[..., None] * experts).sum(dim=2))
         return self.head(self.temporal(fused, inputs.steps))

@@ -54,6 +54,8 @@ STATUS_SCHEMA = pa.schema(
         pa.field("has_audio", pa.bool_(), nullable=False),
         pa.field("audio_dbfs", pa.float64()),
         pa.field("audio_active_dbfs", pa.float64()),
+        # "detector" (optionally "detector, left half") or "organiser crops" (pipeline.decode.faces).
+        pa.field("face_source", pa.string(), nullable=False),
     ]
 )
 

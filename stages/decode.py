@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from pipeline.atomic import write_parquet
 from pipeline.cli import user_errors
 from pipeline.config import load_params
-from pipeline.decode import decode_manifest, status_table, timeline_table
+from pipeline.decode import clip_jobs, decode_manifest, status_table, timeline_table
 from pipeline.runtime.executors import open_executor
 
 
@@ -34,15 +34,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     everything = load_params(args.params)
     params = everything.decode
-    manifest = pq.read_table(args.manifest, columns=["clip_id", "path", "split"])
+    manifest = pq.read_table(args.manifest)
     ids = manifest.column("clip_id").to_pylist()
     paths = manifest.column("path").to_pylist()
     splits = manifest.column("split").to_pylist()
+    jobs = clip_jobs(manifest)
 
     start = time.perf_counter()
     with open_executor(everything.runtime, "decode", workers=params.workers) as executor:
         reports = decode_manifest(
-            list(zip(ids, paths, strict=True)),
+            jobs,
             args.out,
             params,
             log=lambda line: print(line, flush=True),

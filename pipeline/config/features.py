@@ -33,6 +33,8 @@ class AudioFeatureParams(Section):
     # "hume-wav2vec2": the Hume-Vidmimic2 organisers' own wav2vec2-base states, (T, 768) at 50 Hz,
     # loaded from the release's wav2vec2/<stem>.pkl through the same restricted unpickler and
     # pooled to pool_fps (whisper_model, compute_type, window_s do not apply). Never read unless chosen.
+    # "prosody": no model, 5 numbers per 20 ms (level dBFS, voicing, pitch, voiced, spectral
+    # centroid), pooled to pool_fps; what the frame-level demo uses (docs/frame-tasks.md says why).
     model: str = "whisper-encoder"
     # For whisper-encoder: a name pipeline/whisper/models.py resolves ("base", "tiny.en", a folder).
     whisper_model: str = "base"

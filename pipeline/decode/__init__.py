@@ -81,7 +81,7 @@ same code path. Output is deterministic: the same inputs give byte-identical sha
 from pipeline.decode.clip import ClipDecoder, ClipReport, DecodedClip, FrameRows, decode_clip
 from pipeline.decode.faults import STATUS_PRIORITY, STATUSES, Observations, Verdict, classify
 from pipeline.decode.video import sample_frames
-from pipeline.decode.writer import decode_manifest, decode_shard, status_table, timeline_table
+from pipeline.decode.writer import ClipJob, clip_jobs, decode_manifest, decode_shard, status_table, timeline_table
 
 __all__ = [
     "STATUSES",
@@ -94,6 +94,8 @@ __all__ = [
     "Verdict",
     "classify",
     "decode_clip",
+    "ClipJob",
+    "clip_jobs",
     "decode_manifest",
     "decode_shard",
     "sample_frames",

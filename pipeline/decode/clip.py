@@ -13,7 +13,7 @@ import numpy as np
 from pipeline.cli import describe
 from pipeline.config import DecodeParams
 from pipeline.decode.audio import active_level_dbfs, decode_audio, fit_to_duration, level_dbfs, repair_nonfinite
-from pipeline.decode.faces import FaceDetector, crop_face
+from pipeline.decode.faces import DETECTOR, FaceDetector, FaceSource, crop_face, read_organiser_crop
 from pipeline.decode.faults import Observations, audio_unusable, classify, needs_speech_check
 from pipeline.decode.probe import Probe, StreamLog, probe
 from pipeline.decode.speech import speech_found
@@ -38,6 +38,7 @@ class ClipReport:
     has_audio: bool
     audio_dbfs: float | None  # RMS; None when no audio was decoded
     audio_active_dbfs: float | None = None  # loudest 10% of 50 ms frames (the silence rule's level)
+    face_source: str = "detector"  # FaceSource.describe(): organiser crops or the detector
     # The timeline (``pipeline.timeline``): pts of every decoded frame, and the index
     # into it of each sample's source frame; empty when no frame decoded.
     frame_pts: list[float] = field(default_factory=list)
@@ -94,9 +95,15 @@ class ClipDecoder:
         self.close()
 
     def decode(
-        self, path: str | Path, clip_id: str, on_frames: Callable[[FrameRows], None]
+        self,
+        path: str | Path,
+        clip_id: str,
+        on_frames: Callable[[FrameRows], None],
+        faces: FaceSource = DETECTOR,
     ) -> tuple[ClipReport, AudioInput]:
         """Decode one clip; frames go to ``on_frames`` in batches of at most ``FRAME_ROW_GROUP``.
+
+        ``faces``: where the crops come from (the detector by default, or the organisers' crops).
 
         Never raises for a bad file: the fault goes into the report. Exceptions raised by
         ``on_frames`` (a full disk) do propagate.
@@ -109,12 +116,14 @@ class ClipDecoder:
         found = self._probe(path, obs)
         if found is not None:
             if found.video_index is not None:
-                origin, has_video = self._read_video(path, found.video_index, clip_id, on_frames, obs)
+                origin, has_video = self._read_video(path, found.video_index, clip_id, on_frames, obs, faces)
             else:
                 origin, obs.duration = found.audio_origin, found.audio_duration
             if found.audio_index is not None:
                 samples = self._read_audio(path, found.audio_index, origin, obs)
-        return self._report(clip_id, obs, samples, has_video)
+        report, audio = self._report(clip_id, obs, samples, has_video)
+        report.face_source = faces.describe()
+        return report, audio
 
     def _probe(self, path: str, obs: Observations) -> Probe | None:
         """The file's streams, or None (with the reason in ``obs.errors``) when it has none to read."""
@@ -134,7 +143,13 @@ class ClipDecoder:
         return found
 
     def _read_video(
-        self, path: str, index: int, clip_id: str, on_frames: Callable[[FrameRows], None], obs: Observations
+        self,
+        path: str,
+        index: int,
+        clip_id: str,
+        on_frames: Callable[[FrameRows], None],
+        obs: Observations,
+        faces: FaceSource,
     ) -> tuple[Fraction | None, bool]:
         """Sample, detect and hand on the frames; -> (clip origin in file time, any frame decoded)."""
         try:
@@ -147,7 +162,7 @@ class ClipDecoder:
         else:
             obs.duration = sampler.duration
             try:
-                for rows in self._frame_batches(clip_id, sampler):
+                for rows in self._frame_batches(clip_id, sampler, faces):
                     on_frames(rows)  # outside the except below: a writer error is not the clip's
                     obs.n_frames += len(rows.frame_index)
                     obs.n_face_frames += int(np.count_nonzero(rows.face_score > 0))
@@ -223,13 +238,12 @@ class ClipDecoder:
         )
         return report, audio
 
-    def _frame_batches(self, clip_id: str, sampler: VideoSampler) -> Iterator[FrameRows]:
+    def _frame_batches(self, clip_id: str, sampler: VideoSampler, faces: FaceSource) -> Iterator[FrameRows]:
         """Sampled frames face-detected and cropped, in batches of ``FRAME_ROW_GROUP``.
 
         Decoder-side exceptions come out as :class:`_DecodeFailure` so the caller can tell them
         from exceptions of its own frame sink.
         """
-        params = self.params
         batch: list[tuple[int, float, float, tuple | None, np.ndarray | None]] = []
         samples = iter(sampler)
         current = (0.0, None, None)
@@ -240,11 +254,7 @@ class ClipDecoder:
                     break
                 index, pts, rgb, new = item
                 if new:  # a frame held over several samples is detected once
-                    face = self._detector.detect(rgb)
-                    current = (0.0, None, None)
-                    if face is not None:
-                        crop = crop_face(rgb, face.box, size=params.crop_size, margin=params.crop_margin)
-                        current = (face.score, face.box, encode_crop(crop, params.crop_format, params.crop_quality))
+                    current = self._face(rgb, sampler.sample_frame[-1], faces)
             except Exception as error:
                 raise _DecodeFailure() from error
             batch.append((index, pts, *current))
@@ -253,6 +263,21 @@ class ClipDecoder:
                 batch = []
         if batch:
             yield self._rows(clip_id, batch)
+
+    def _face(self, rgb, frame: int, faces: FaceSource) -> tuple[float, tuple | None, bytes | None]:
+        """(score, box, stored crop) of one decoded frame; (0, None, None) without a face. An
+        organiser crop has score 1 and no box (its place in the frame is not published)."""
+        params = self.params
+        if faces.crop_dir is not None:
+            crop = read_organiser_crop(faces, frame, size=params.crop_size)
+            if crop is None:
+                return 0.0, None, None
+            return 1.0, None, encode_crop(crop, params.crop_format, params.crop_quality)
+        face = self._detector.detect(rgb, side=faces.side)
+        if face is None:
+            return 0.0, None, None
+        crop = crop_face(rgb, face.box, size=params.crop_size, margin=params.crop_margin)
+        return face.score, face.box, encode_crop(crop, params.crop_format, params.crop_quality)
 
     def _rows(self, clip_id: str, batch: list) -> FrameRows:
         boxes = np.full((len(batch), 4), np.nan, np.float32)

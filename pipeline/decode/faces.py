@@ -15,12 +15,59 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
 
 # MediaPipe's C++ side logs through glog; keep its INFO lines out of the stage's output.
 os.environ.setdefault("GLOG_minloglevel", "2")
+
+
+SIDES = ("left", "right")
+
+
+@dataclass(frozen=True)
+class FaceSource:
+    """Where one clip's face crops come from.
+
+    ``crop_dir``: a folder of organiser crops named by 1-based decoded-frame number (Aff-Wild2's
+    ``cropped_aligned/<track>/%05d.jpg``); each sample then takes its source frame's crop, and a
+    frame without one has no face, as in the organisers' annotation (the detector is not run: two
+    people in one video would make it pick whichever face is larger). Without one, the detector
+    runs; ``side`` ("left" | "right") keeps it to the faces whose centre lies in that half of the
+    frame, for the ``_left``/``_right`` tracks that share one video.
+    """
+
+    crop_dir: str | None = None
+    side: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.side is not None and self.side not in SIDES:
+            raise ValueError(f"side must be one of {SIDES} or None, not {self.side!r}")
+
+    def describe(self) -> str:
+        """The status table's ``face_source``."""
+        if self.crop_dir is not None:
+            return "organiser crops"
+        return "detector" if self.side is None else f"detector, {self.side} half"
+
+
+DETECTOR = FaceSource()  # the default: the pipeline's detector, any side
+
+
+def read_organiser_crop(source: FaceSource, frame: int, *, size: int) -> np.ndarray | None:
+    """The (size, size, 3) RGB organiser crop of 0-based decoded frame ``frame``, None when absent
+    or unreadable (a missing crop is a frame without a face, never an error)."""
+    image = cv2.imread(str(Path(source.crop_dir) / f"{frame + 1:05d}.jpg"), cv2.IMREAD_COLOR)
+    if image is None:
+        return None
+    rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    if rgb.shape[:2] == (size, size):
+        return rgb
+    # INTER_AREA when shrinking (no aliasing); bilinear when enlarging the organisers' 112 px crops.
+    shrink = max(rgb.shape[:2]) > size
+    return cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
 @dataclass(frozen=True)
@@ -48,8 +95,11 @@ class FaceDetector:
             for selection in (0, 1)
         ]
 
-    def detect(self, rgb: np.ndarray) -> Face | None:
-        """The main face of ``rgb`` ((H, W, 3) uint8, C-contiguous), or None when there is none."""
+    def detect(self, rgb: np.ndarray, *, side: str | None = None) -> Face | None:
+        """The main face of ``rgb`` ((H, W, 3) uint8, C-contiguous), or None when there is none.
+
+        ``side`` "left" | "right": only faces whose box centre lies in that half of the image.
+        """
         height, width = rgb.shape[:2]
         for model in self._models:
             detections = model.process(rgb).detections or []
@@ -63,6 +113,8 @@ class FaceDetector:
                 y0 = min(max(rel.ymin * height, 0.0), height)
                 x1 = min(max((rel.xmin + rel.width) * width, 0.0), width)
                 y1 = min(max((rel.ymin + rel.height) * height, 0.0), height)
+                if side is not None and (((x0 + x1) / 2.0 < width / 2.0) != (side == "left")):
+                    continue
                 if x1 > x0 and y1 > y0:
                     faces.append(Face(box=(x0, y0, x1, y1), score=score))
             if faces:

@@ -7,6 +7,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -15,6 +16,7 @@ import pyarrow.parquet as pq
 from pipeline.atomic import atomic_path
 from pipeline.config import DecodeParams
 from pipeline.decode.clip import ClipDecoder, ClipReport, FrameRows
+from pipeline.decode.faces import DETECTOR, FaceSource
 from pipeline.decoded import (
     AUDIO_SCHEMA,
     FRAME_ROW_GROUP,
@@ -30,6 +32,29 @@ from pipeline.timeline import TIMELINE_SCHEMA
 
 # Audio rows are buffered up to this many samples (64 MB of float32) before a row group is written.
 AUDIO_ROW_GROUP_SAMPLES = 16_000_000
+
+
+class ClipJob(NamedTuple):
+    """One manifest row to decode; a plain (clip_id, path) pair means the detector finds the face."""
+
+    clip_id: str
+    path: str
+    faces: FaceSource = DETECTOR
+
+
+def clip_jobs(manifest: pa.Table) -> list[ClipJob]:
+    """The manifest's rows as jobs; a frame-level release's ``crop_dir`` (organiser crops) and
+    ``side`` (the _left/_right track of a shared video) choose each track's face source."""
+    columns = set(manifest.column_names)
+    n = manifest.num_rows
+    crops = manifest.column("crop_dir").to_pylist() if "crop_dir" in columns else [None] * n
+    sides = manifest.column("side").to_pylist() if "side" in columns else [None] * n
+    return [
+        ClipJob(clip_id, path, FaceSource(crop_dir=crop, side=side or None))
+        for clip_id, path, crop, side in zip(
+            manifest.column("clip_id").to_pylist(), manifest.column("path").to_pylist(), crops, sides, strict=True
+        )
+    ]
 
 
 def frame_table(rows: FrameRows, schema: pa.Schema) -> pa.Table:
@@ -151,7 +176,7 @@ def progress_path(out_dir: str | Path, shard: int) -> Path:
 
 
 def decode_shard(
-    clips: Sequence[tuple[str, str]],
+    clips: Sequence[tuple[str, str] | ClipJob],
     out_dir: str | Path,
     shard: int,
     params: DecodeParams,
@@ -159,7 +184,7 @@ def decode_shard(
     threads: int = 1,
     crashed: frozenset[int] = frozenset(),
 ) -> list[ClipReport]:
-    """Decode ``clips`` ((clip_id, path) pairs) into ``frames-<shard>`` and ``audio-<shard>``.
+    """Decode ``clips`` (ClipJob or (clip_id, path) pairs) into ``frames-<shard>`` and ``audio-<shard>``.
 
     Rows follow ``clips`` order; every clip gets an audio row and a report, bad files included.
     Clips whose position is in ``crashed`` are not opened: they killed an earlier attempt. Before
@@ -170,12 +195,13 @@ def decode_shard(
     reports = []
     try:
         with ClipDecoder(params, threads=threads) as decoder:
-            for position, (clip_id, path) in enumerate(clips):
+            for position, clip in enumerate(clips):
+                clip_id, path, faces = ClipJob(*clip)
                 if position in crashed:
                     report, audio = _crashed(clip_id, params.sample_rate)
                 else:
                     marker.write_text(str(position))
-                    report, audio = decoder.decode(path, clip_id, writer.add_frames)
+                    report, audio = decoder.decode(path, clip_id, writer.add_frames, faces)
                 writer.add_audio(audio, report.duration_s)
                 reports.append(report)
     except BaseException:
@@ -201,14 +227,14 @@ def _shard_task(args: tuple) -> tuple[int, list[ClipReport], float]:
 
 
 def decode_manifest(
-    clips: Sequence[tuple[str, str]],
+    clips: Sequence[tuple[str, str] | ClipJob],
     out_dir: str | Path,
     params: DecodeParams,
     *,
     log: Callable[[str], None] = print,
     executor: Executor = LOCAL,
 ) -> list[ClipReport]:
-    """Decode every (clip_id, path) into shards under ``out_dir``; one report per clip, in order.
+    """Decode every ClipJob (or (clip_id, path) pair) into shards under ``out_dir``; one report per clip, in order.
 
     Shard k holds clips [k * clips_per_shard, (k + 1) * clips_per_shard). Shards run on the
     executor's workers: locally ``workers`` processes with CPUs // workers decoder threads per
@@ -230,7 +256,7 @@ def decode_manifest(
         Unit(
             key=k,
             name=f"decode: shard {k + 1}",
-            items=[clip_id for clip_id, _ in chunk],
+            items=[clip[0] for clip in chunk],
             args=lambda crashed, _isolate, k=k, chunk=chunk: ((chunk, out_dir, k, params, threads, crashed),),
             marker=progress_path(out_dir, k),
         )

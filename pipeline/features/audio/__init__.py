@@ -19,6 +19,10 @@ optionally average-pooled to ``pool_fps``.
   head's logits (arousal, dominance, valence), computed on the clip's mean-pooled states, are
   appended to every frame: 1024 + 3 = 1027-d for the large model, TAEMI's audio input.
 
+- ``"prosody"``: no model: level (dBFS), voicing, pitch, voiced flag and spectral centroid per
+  20 ms frame (:mod:`pipeline.features.audio.prosody`), 5-d; the frame-level demo's default
+  (docs/frame-tasks.md says why).
+
 - ``"hume-wav2vec2"``: the Hume-Vidmimic2 organisers' own wav2vec2-base states, (T, 768) at
   50 Hz, read from their pickles (:mod:`pipeline.features.hume`) instead of the audio; pooled to
   ``pool_fps`` like the others, no model loaded.
@@ -33,6 +37,7 @@ import numpy as np
 from pipeline.config import AudioFeatureParams
 from pipeline.features.audio.frames import pool_frames
 from pipeline.features.audio.hf import HFAudioExtractor
+from pipeline.features.audio.prosody import ProsodyExtractor
 from pipeline.features.audio.whisper_encoder import WhisperEncoderExtractor
 from pipeline.features.hume import SOURCES, HumeExtractor, wav2vec2_times
 
@@ -45,6 +50,8 @@ def build_audio_extractor(params: AudioFeatureParams, *, device: str):
             return pool_frames(values, wav2vec2_times(len(values)), params.pool_fps)
 
         return HumeExtractor(SOURCES[params.model], place)
+    if params.model == "prosody":
+        return ProsodyExtractor(pool_fps=params.pool_fps)
     if params.model == "whisper-encoder":
         return WhisperEncoderExtractor(
             whisper_model=params.whisper_model,
