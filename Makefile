@@ -13,7 +13,7 @@ PLOTS_TEMPLATE := .dvc/offline-plots.html
 # eval/metrics.json with the baseline committed on main (docs/grids.md, "CI metrics gate").
 CI_SIZE := -S demo.n_train=48 -S demo.n_valid=24 -S demo.n_test=12
 
-.PHONY: setup demo test test-all lint grid hume-baselines bench-scale bench-plots figures ci-gate ci-baseline clean-data
+.PHONY: setup demo demo-va demo-expr demo-au test test-all lint grid grid-va hume-baselines bench-scale bench-plots figures ci-gate ci-baseline clean-data
 
 setup: $(STAMP)
 
@@ -44,6 +44,25 @@ test-all: setup lint
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# The frame-level tasks on the built-in tracks demo (docs/frame-tasks.md), each an experiment on top
+# of the workspace: prosody audio (5 numbers per 20 ms: the 512-d Whisper states and the per-track
+# text token let the fusion models learn the 16 training tracks apart instead of their affect),
+# face and voice streams, patience 10. Decode, ASR and features run once for the three.
+FRAME_DEMO := -S features.audio.model=prosody -S 'fusion.modalities=[visual,audio]' -S train.patience=10
+FRAME_MODEL_va := reliability
+FRAME_MODEL_expr := dual_branch
+FRAME_MODEL_au := reliability
+
+demo-va demo-expr demo-au: demo-%: setup $(PLOTS_TEMPLATE)
+	PATH="$(BIN):$$PATH" dvc exp run $(FRAME_DEMO) -S task=$* -S fusion.model=$(FRAME_MODEL_$*)
+	PATH="$(BIN):$$PATH" dvc metrics show
+
+# The VA fusion table on the tracks demo, grid.seeds seeds per row: sets task=va and prosody audio
+# in params.yaml, computes the upstream stages once, commits params.yaml and dvc.lock, queues the rows.
+grid-va: setup
+	PATH="$(BIN):$$PATH" python -m pipeline.experiments.grid run --tables va_fusion --prepare \
+		--set features.audio.model=prosody
 
 # The papers' ablation tables on the configured dataset (run `make demo` and commit dvc.lock first).
 grid: setup
