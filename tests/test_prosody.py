@@ -11,7 +11,7 @@ from fixtures.speech import load_audio, ravdess
 from pipeline.config import AudioFeatureParams
 from pipeline.decoded import AudioInput
 from pipeline.features.audio import build_audio_extractor
-from pipeline.features.audio.prosody import NAMES, prosody_frames
+from pipeline.features.audio.prosody import FEATURES, LEVEL_FLOOR_DB, NAMES, prosody_bins, prosody_frames
 
 from .conftest import REALDATA
 
@@ -41,31 +41,47 @@ def test_level_follows_the_gain_and_noise_is_unvoiced() -> None:
     np.testing.assert_allclose(loud[:, 1:], quiet[:, 1:], atol=1e-3)  # nothing but the level moves
     noise = prosody_frames(0.05 * np.random.default_rng(0).standard_normal(SR).astype(np.float32))
     assert noise[:, NAMES.index("voiced")].mean() < 0.1
-    assert noise[:, NAMES.index("log2_centroid")].mean() > loud[:, NAMES.index("log2_centroid")].mean() + 1
     silence = prosody_frames(np.zeros(SR, np.float32))
     assert (silence[:, level] == -100).all() and not silence[:, 1:].any()
 
 
-def test_one_frame_per_20_ms_pooled_to_5_fps_and_a_record_for_every_clip() -> None:
+def test_bins_speaker_normalised_voice_pitch_and_level() -> None:
+    # One speaker: 1 s at 150 Hz, 1 s of silence, 1 s an octave up and 20 dB louder.
+    audio = np.concatenate([_voice(150.0, amplitude=0.01), np.zeros(SR, np.float32), _voice(300.0, amplitude=0.1)])
+    values, times = prosody_bins(prosody_frames(audio), 5.0)
+    assert values.shape == (15, len(FEATURES)) and np.allclose(times, (np.arange(15) + 0.5) / 5)
+    col = {name: values[:, FEATURES.index(name)] for name in FEATURES}
+    low, silent, high = slice(1, 4), slice(6, 9), slice(11, 14)  # bins away from the edges
+    assert (col["voiced"][low] == 1).all() and (col["voiced"][silent] == 0).all() and (col["voiced"][high] == 1).all()
+    assert (col["level_db"][silent] == LEVEL_FLOOR_DB).all()  # digital silence at the floor, not -100
+    assert (col["voice_level_rel_db"][silent] == 0).all() and (col["voice_pitch_rel_oct"][silent] == 0).all()
+    pitch, level = col["voice_pitch_rel_oct"], col["voice_level_rel_db"]
+    assert np.median(pitch[high]) - np.median(pitch[low]) == pytest.approx(1.0, abs=0.05)  # one octave
+    assert np.median(level[high]) - np.median(level[low]) == pytest.approx(20.0, abs=1.0)
+    # Relative to the clip's own median voiced frame: the same person further away gives the same bins.
+    quieter, _ = prosody_bins(prosody_frames(audio / 3), 5.0)
+    np.testing.assert_allclose(quieter[:, 1:], values[:, 1:], atol=1e-3)
+
+
+def test_a_record_for_every_clip_at_any_rate() -> None:
     extractor = build_audio_extractor(AudioFeatureParams(model="prosody", pool_fps=5.0), device="cpu")
-    assert extractor.dim == len(NAMES) and extractor.model_name == "prosody"
+    assert extractor.dim == len(FEATURES) and extractor.model_name == "prosody"
     assert prosody_frames(np.zeros(321, np.float32)).shape == (2, len(NAMES))
+    voice = np.concatenate([_voice(150.0, 1.0), _voice(200.0, 1.1)])
     inputs = [
-        AudioInput("voice", _voice(150.0, 2.1), SR, 2.1),
-        AudioInput("at 48 kHz", np.repeat(_voice(150.0, 1.0), 3), 48_000, 1.0),
+        AudioInput("voice", voice, SR, 2.1),
+        AudioInput("at 48 kHz", np.repeat(voice, 3), 48_000, 2.1),
         AudioInput("none", None, SR, 0.0, reason="no decodable audio"),
         AudioInput("zeros", np.zeros(SR, np.float32), SR, 1.0),
         AudioInput("short", np.zeros(100, np.float32) + 0.1, SR, 0.01),
     ]
     records = extractor.extract_batch(inputs)
     assert [r.clip_id for r in records] == [i.clip_id for i in inputs]
-    voice, resampled = records[0], records[1]
-    assert voice.values.shape == (11, len(NAMES))  # 105 frames of 20 ms in 11 bins of 200 ms
-    np.testing.assert_allclose(voice.times, (np.arange(11) + 0.5) / 5, atol=1e-6)
-    assert resampled.values.shape == (5, len(NAMES))
-    assert np.median(2 ** resampled.values[1:-1, NAMES.index("log2_f0")]) == pytest.approx(150, rel=0.03)
     assert [r.available for r in records] == [True, True, False, False, False]
     assert all(r.reason for r in records[2:])
+    assert records[0].values.shape == (11, len(FEATURES))  # 105 frames of 20 ms in 11 bins of 200 ms
+    # The 48 kHz copy is resampled to 16 kHz first: the same bins up to the resampler.
+    np.testing.assert_allclose(records[1].values[1:-1, 1:], records[0].values[1:-1, 1:], atol=0.1)
 
 
 def test_real_speech_has_voiced_frames_in_the_human_pitch_range() -> None:

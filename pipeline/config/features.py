@@ -33,8 +33,9 @@ class AudioFeatureParams(Section):
     # "hume-wav2vec2": the Hume-Vidmimic2 organisers' own wav2vec2-base states, (T, 768) at 50 Hz,
     # loaded from the release's wav2vec2/<stem>.pkl through the same restricted unpickler and
     # pooled to pool_fps (whisper_model, compute_type, window_s do not apply). Never read unless chosen.
-    # "prosody": no model, 5 numbers per 20 ms (level dBFS, voicing, pitch, voiced, spectral
-    # centroid), pooled to pool_fps; what the frame-level demo uses (docs/frame-tasks.md says why).
+    # "prosody": no model, 4 numbers per pool_fps bin (level dBFS, voiced share, the voice's level
+    # and pitch relative to the clip's median: speaker-normalised); the frame-level demo uses it
+    # (docs/frame-tasks.md says why).
     model: str = "whisper-encoder"
     # For whisper-encoder: a name pipeline/whisper/models.py resolves ("base", "tiny.en", a folder).
     whisper_model: str = "base"

@@ -19,9 +19,9 @@ optionally average-pooled to ``pool_fps``.
   head's logits (arousal, dominance, valence), computed on the clip's mean-pooled states, are
   appended to every frame: 1024 + 3 = 1027-d for the large model, TAEMI's audio input.
 
-- ``"prosody"``: no model: level (dBFS), voicing, pitch, voiced flag and spectral centroid per
-  20 ms frame (:mod:`pipeline.features.audio.prosody`), 5-d; the frame-level demo's default
-  (docs/frame-tasks.md says why).
+- ``"prosody"``: no model: level (dBFS), voiced share, and the voice's level and pitch relative
+  to the clip's median voiced frame (:mod:`pipeline.features.audio.prosody`), 4-d; what the
+  frame-level demo runs with (docs/frame-tasks.md says why).
 
 - ``"hume-wav2vec2"``: the Hume-Vidmimic2 organisers' own wav2vec2-base states, (T, 768) at
   50 Hz, read from their pickles (:mod:`pipeline.features.hume`) instead of the audio; pooled to
