@@ -13,7 +13,7 @@ PLOTS_TEMPLATE := .dvc/offline-plots.html
 # eval/metrics.json with the baseline committed on main (docs/grids.md, "CI metrics gate").
 CI_SIZE := -S demo.n_train=48 -S demo.n_valid=24 -S demo.n_test=12
 
-.PHONY: setup demo demo-va demo-expr demo-au test test-all lint grid grid-va hume-baselines bench-scale bench-plots figures ci-gate ci-baseline clean-data
+.PHONY: setup demo demo-va demo-expr demo-au test test-all lint grid grid-va ci-gate-frames hume-baselines bench-scale bench-plots figures ci-gate ci-baseline clean-data
 
 setup: $(STAMP)
 
@@ -53,9 +53,11 @@ FRAME_DEMO := -S features.audio.model=prosody -S 'fusion.modalities=[visual,audi
 FRAME_MODEL_va := reliability
 FRAME_MODEL_expr := dual_branch
 FRAME_MODEL_au := reliability
+FRAME_TASKS := va expr au
+frame_run = PATH="$(BIN):$$PATH" dvc exp run $(FRAME_DEMO) -S task=$(1) -S fusion.model=$(FRAME_MODEL_$(1))
 
 demo-va demo-expr demo-au: demo-%: setup $(PLOTS_TEMPLATE)
-	PATH="$(BIN):$$PATH" dvc exp run $(FRAME_DEMO) -S task=$* -S fusion.model=$(FRAME_MODEL_$*)
+	$(call frame_run,$*)
 	PATH="$(BIN):$$PATH" dvc metrics show
 
 # The VA fusion table on the tracks demo, grid.seeds seeds per row: sets task=va and prosody audio
@@ -90,12 +92,26 @@ bench-plots: setup $(PLOTS_TEMPLATE)
 ci-gate: setup
 	PATH="$(BIN):$$PATH" dvc exp run $(CI_SIZE)
 	PATH="$(BIN):$$PATH" python -m pipeline.experiments.gate
+	git checkout -- params.yaml
+	$(MAKE) ci-gate-frames
 
-# Deliberate step: rerun the CI-size pipeline and leave its metrics as the new baseline to commit.
+# The frame-level gates: the tracks demo at its default size (decode, ASR and features once, then
+# train + evaluate per task), each task's headline against eval/baselines/<task>.json.
+ci-gate-frames: setup
+	$(foreach task,$(FRAME_TASKS),$(call frame_run,$(task)) && \
+		PATH="$(BIN):$$PATH" python -m pipeline.experiments.gate --task $(task) && ) true
+	git checkout -- params.yaml
+
+# Deliberate step: rerun the CI-size pipelines and leave their metrics as the new baselines to commit.
 ci-baseline: setup
 	PATH="$(BIN):$$PATH" dvc exp run $(CI_SIZE)
 	git checkout -- params.yaml
-	@echo "New baseline in eval/metrics.json. Review it, then: git add eval/metrics.json && git commit -m 'Update CI metrics baseline'"
+	cp eval/metrics.json eval/metrics.emi.json
+	mkdir -p eval/baselines
+	$(foreach task,$(FRAME_TASKS),$(call frame_run,$(task)) && cp eval/metrics.json eval/baselines/$(task).json && ) true
+	git checkout -- params.yaml
+	mv eval/metrics.emi.json eval/metrics.json
+	@echo "New baselines in eval/metrics.json and eval/baselines/. Review them, then commit them."
 
 clean-data:
 	rm -rf data eval .dvc/cache .dvc/tmp

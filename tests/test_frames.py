@@ -180,3 +180,36 @@ def test_fusion_learns_what_only_the_voice_shows() -> None:
 @pytest.mark.parametrize("kind", ["reliability", "moe", "dual_branch"])
 def test_every_fusion_beats_the_visual_baseline_on_every_task(task, kind: str) -> None:
     assert _best(task, kind) > _best(task, "visual_temporal") + 0.05
+
+
+@pytest.mark.parametrize("task", [EXPR, AU], ids=lambda t: t.name)
+def test_evaluation_reports_the_trivial_references_on_valid(task) -> None:
+    """reference.*: expr the training majority class, au all negative / all positive and the model's
+    own scores at 0.5; each equals the metric of that constant (or that decision) computed here."""
+    from pipeline.evaluate.frame_evaluation import FrameSettings, evaluate_frames
+    from pipeline.tasks.outputs import decide, headline, report
+
+    table = _table(task, face_every=1)
+    params = _params(task.name, "reliability")
+    model = build_model(
+        "reliability", model_config(params.fusion, {"visual": 3, "audio": 2}, n_outputs=len(task.outputs))
+    )
+    thresholds = [0.3] * len(task.outputs) if task is AU else None
+    settings = FrameSettings(window=20, stride=10, smoothing=0, thresholds=thresholds, batch_size=8)
+    result = evaluate_frames(model=model, table=table, task=task, settings=settings, device=torch.device("cpu"),
+                             missing_fraction=0.3, seed=0)  # fmt: skip
+    valid = [k for k, t in enumerate(table.tracks) if t.split == "valid"]
+    labels = np.concatenate([table.tracks[k].labels for k in valid])
+    reference = result.metrics["reference"]
+    if task is EXPR:
+        train = np.concatenate([t.labels[:, 0] for t in table.tracks if t.split == "train"]).astype(int)
+        majority = np.full((len(labels), 1), np.bincount(train).argmax(), np.float32)
+        assert reference == {"majority_class": headline(task, report(task, majority, labels))}
+        assert 0 < reference["majority_class"] < 0.25  # one of the 4 classes present gets F1 > 0
+    else:
+        assert reference["all_negative"] == 0.0
+        ones = np.ones_like(labels)
+        assert reference["all_positive"] == pytest.approx(headline(task, report(task, ones, labels)))
+        at_half = np.concatenate([decide(task, result.scores[k]) for k in valid])
+        assert reference["thresholds_fixed"] == pytest.approx(headline(task, report(task, at_half, labels)))
+        assert result.metrics["f1"]["mean"] != reference["thresholds_fixed"]  # 0.3 is not 0.5

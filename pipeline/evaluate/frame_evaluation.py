@@ -10,6 +10,10 @@ expr and au ``f1``) with its headline first (``mean``, or ``macro`` for expr) an
     robustness.no_<modality>  valid, that modality removed at every frame
     robustness.random_missing valid, each (frame, modality) removed with probability evaluate.missing_fraction
     thresholds.<AU>           au: the per-AU thresholds chosen on valid by train
+    reference.*               valid headlines a model must beat: expr ``majority_class`` (the
+                              training split's most frequent class at every frame); au
+                              ``all_negative``, ``all_positive`` and ``thresholds_fixed`` (this
+                              model's scores against 0.5 instead of the chosen thresholds)
     n_tracks.<split>, n_frames.<split>, best_epoch
 
 Predictions come from ``pipeline.train.frame_inference.frame_scores`` (windows averaged, interpolated
@@ -95,6 +99,31 @@ def _robustness(
     return robust
 
 
+def _reference(table: FrameTable, scores: list[np.ndarray], task: Task) -> dict[str, float]:
+    """The ``reference.*`` headlines (module docstring); empty for va, whose constant is CCC 0."""
+
+    def valid(decided: list[np.ndarray]) -> float:
+        return headline(task, _pooled(table, decided, task, "valid"))
+
+    def constant(value: float, width: int) -> list[np.ndarray]:
+        return [np.full((len(t.frame_times), width), value, np.float32) for t in table.tracks]
+
+    if task.kind == "multiclass":
+        train = [t.labels[:, 0] for t in table.tracks if t.split == "train" and t.labels is not None]
+        seen = np.concatenate(train) if train else np.zeros(0)
+        seen = seen[np.isfinite(seen)].astype(np.int64)
+        majority = int(np.bincount(seen, minlength=len(task.outputs)).argmax())
+        return {"majority_class": valid(constant(majority, 1))}
+    if task.kind == "multilabel":
+        width = len(task.outputs)
+        return {
+            "all_negative": valid(constant(0.0, width)),
+            "all_positive": valid(constant(1.0, width)),
+            "thresholds_fixed": valid([decide(task, s) for s in scores]),
+        }
+    return {}
+
+
 def _confusion(table: FrameTable, decided: list[np.ndarray], task: Task) -> np.ndarray | None:
     if task.kind != "multiclass":
         return None
@@ -131,6 +160,8 @@ def evaluate_frames(
         metrics["train"] = {task.metric: {next(iter(train)): headline(task, train)}}
     if settings.thresholds is not None:
         metrics["thresholds"] = dict(zip(task.outputs, settings.thresholds, strict=True))
+    if reference := _reference(table, scores, task):
+        metrics["reference"] = reference
     robust = _robustness(model, table, task, settings, device, missing_fraction, seed, headline(task, valid))
     metrics["robustness"] = robust
     per_track = [
