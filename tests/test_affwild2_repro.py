@@ -79,7 +79,8 @@ def test_left_and_right_read_their_own_crops(run: tuple[Path, Path, str]) -> Non
         for crop, source in zip(frames.crops, sources, strict=True):
             own = cv2.cvtColor(cv2.imread(str(crops / name / f"{source + 1:05d}.jpg")), cv2.COLOR_BGR2RGB)
             own = cv2.resize(own, crop.shape[:2][::-1], interpolation=cv2.INTER_AREA)
-            other = name.replace("left", "x").replace("right", "left").replace("x", "right")
+            stem, _, side = name.rpartition("_")
+            other = f"{stem}_{'right' if side == 'left' else 'left'}"
             theirs = cv2.cvtColor(cv2.imread(str(crops / other / f"{source + 1:05d}.jpg")), cv2.COLOR_BGR2RGB)
             theirs = cv2.resize(theirs, crop.shape[:2][::-1], interpolation=cv2.INTER_AREA)
             diff = np.abs(crop.astype(float) - own).mean()
