@@ -33,9 +33,13 @@ Damage) and its samples past the last frame's end are not written.
 
 Audio
 -----
-swresample to mono float32 at ``sample_rate`` (flushed), aligned to the clip origin, then cropped
-or zero-padded to ``floor(duration * sample_rate + 1/2)`` samples (this drops AAC's end padding).
-The level is the RMS of those samples in dB full scale (floored at -200 for digital silence).
+Of several audio streams (multi-track recorders), the one decoded is the first, default
+disposition first, whose first ``audio.SIGNAL_CHECK_S`` seconds reach ``silence_dbfs``
+(``audio.choose_audio_stream``; the first when none does), and the status message names it even
+when the clip is ok. swresample to mono float32 at ``sample_rate`` (flushed), aligned to the clip
+origin, then cropped or zero-padded to ``floor(duration * sample_rate + 1/2)`` samples (this drops
+AAC's end padding). The level is the RMS of those samples around their mean (a DC offset alone is
+silence) in dB full scale (floored at -200 for digital silence).
 
 Status
 ------

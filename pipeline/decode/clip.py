@@ -12,10 +12,18 @@ import numpy as np
 
 from pipeline.cli import describe
 from pipeline.config import DecodeParams
-from pipeline.decode.audio import active_level_dbfs, decode_audio, fit_to_duration, level_dbfs, repair_nonfinite
+from pipeline.decode.audio import (
+    active_level_dbfs,
+    choose_audio_stream,
+    decode_audio,
+    fit_to_duration,
+    level_dbfs,
+    repair_nonfinite,
+    without_dc,
+)
 from pipeline.decode.faces import DETECTOR, FaceDetector, FaceSource, crop_face, read_organiser_crop
 from pipeline.decode.faults import Observations, audio_unusable, classify, needs_speech_check
-from pipeline.decode.probe import Probe, StreamLog, probe
+from pipeline.decode.probe import Probe, StreamLog, audio_stream_times, probe
 from pipeline.decode.speech import speech_found
 from pipeline.decode.video import VideoSampler
 from pipeline.decoded import FRAME_ROW_GROUP, AudioInput, VisualInput, decode_crop, encode_crop
@@ -140,6 +148,14 @@ class ClipDecoder:
         if found.video_index is None and found.audio_index is None:
             obs.errors.append("no audio or video stream")
             return None
+        if len(found.audio_candidates) > 1:
+            chosen, note = choose_audio_stream(
+                path, found.audio_candidates, sample_rate=self.params.sample_rate, silence_dbfs=self.params.silence_dbfs
+            )
+            obs.notes.append(note)
+            if chosen != found.audio_index:
+                found.audio_index = chosen
+                found.audio_origin, found.audio_duration = audio_stream_times(path, chosen)
         return found
 
     def _read_video(
@@ -205,7 +221,7 @@ class ClipDecoder:
             obs.audio_dbfs = level_dbfs(samples)
             obs.audio_active_dbfs = active_level_dbfs(samples, rate)
             if needs_speech_check(obs.audio_active_dbfs, self.params):
-                obs.audio_speech = speech_found(samples, rate, obs.audio_active_dbfs)
+                obs.audio_speech = speech_found(without_dc(samples), rate, obs.audio_active_dbfs)
         return samples
 
     def _report(
