@@ -26,7 +26,15 @@ from pipeline.decode.faults import Observations, audio_unusable, classify, needs
 from pipeline.decode.probe import Probe, StreamLog, audio_stream_times, probe
 from pipeline.decode.speech import speech_found
 from pipeline.decode.video import VideoSampler
-from pipeline.decoded import FRAME_ROW_GROUP, AudioInput, VisualInput, decode_crop, encode_crop
+from pipeline.decoded import (
+    FRAME_ROW_GROUP,
+    AudioInput,
+    VisualInput,
+    decode_crop,
+    encode_crop,
+    from_pcm16,
+    to_pcm16,
+)
 from pipeline.runtime.devices import usable_cpus
 
 
@@ -317,8 +325,8 @@ def decode_clip(path: str | Path, params: DecodeParams, *, clip_id: str | None =
 
     For tools and tests; a 20-minute clip holds its 6,000 crops (460 MB at 160 px) in memory
     here, the stage streams them to disk and ``pipeline.predict`` to the visual extractor instead.
-    Crops go through the stored codec (``decode.crop_format``), so they are exactly what the
-    stage's readers return. ``clip_id`` defaults to the file stem.
+    Crops go through the stored codec (``decode.crop_format``) and the audio through 16-bit PCM, so
+    they are exactly what the stage's readers return. ``clip_id`` defaults to the file stem.
     """
     clip_id = Path(path).stem if clip_id is None else clip_id
     batches: list[FrameRows] = []
@@ -339,6 +347,8 @@ def decode_clip(path: str | Path, params: DecodeParams, *, clip_id: str | None =
         ],
         face_scores=joined("face_score", np.zeros(0, np.float32)),
     )
+    if audio.samples is not None:  # through the stored 16-bit PCM too, as the stage's readers return it
+        audio.samples = from_pcm16(to_pcm16(audio.samples))
     return DecodedClip(
         report=report,
         visual=visual,
