@@ -1,8 +1,9 @@
 """The decoder: frames at ``decode.fps`` chosen by timestamp, face crops, 16 kHz mono audio, status.
 
 Modules: ``probe`` (streams and times), ``video`` (the sampling rule), ``audio`` (resampling and
-level), ``faces`` (detector and crops), ``faults`` (the status rules, a pure function), ``clip``
-(one clip), ``writer`` (the stage: shards on the executor's workers). The output layout, its schemas and
+level), ``faces`` (detector and crops), ``tracking`` (the face followed between detections),
+``faults`` (the status rules, a pure function), ``clip`` (one clip), ``writer`` (the stage: shards
+on the executor's workers). The output layout, its schemas and
 its readers are in ``pipeline/decoded.py``.
 
 Timeline of a clip
@@ -68,7 +69,9 @@ Faces
 -----
 Each distinct source frame goes through ``pipeline.decode.faces.FaceDetector`` (MediaPipe BlazeFace,
 short-range model, full-range where it finds nothing; the largest face scoring at least
-``min_face_score``); ``face_score`` is its confidence, ``crop`` a ``crop_size`` square around the
+``min_face_score``), or, on all but every ``detect_every``-th frame, ``tracking.FaceTracker``
+follows the last detected face by template match (same box size and score; detected again on a
+lost match or a scene cut); ``face_score`` is its confidence, ``crop`` a ``crop_size`` square around the
 box with ``crop_margin`` of the box side on each edge (black outside the frame), INTER_AREA.
 
 Outputs and reading

@@ -25,6 +25,7 @@ from pipeline.decode.faces import DETECTOR, FaceDetector, FaceSource, crop_face,
 from pipeline.decode.faults import Observations, audio_unusable, classify, needs_speech_check
 from pipeline.decode.probe import Probe, StreamLog, audio_stream_times, probe
 from pipeline.decode.speech import speech_found
+from pipeline.decode.tracking import FaceTracker
 from pipeline.decode.video import VideoSampler
 from pipeline.decoded import (
     FRAME_ROW_GROUP,
@@ -100,6 +101,7 @@ class ClipDecoder:
         self.threads = threads or usable_cpus()
         self.fps = Fraction(params.fps).limit_denominator(1_000_000)
         self._detector = FaceDetector(min_score=params.min_face_score)
+        self._tracker = FaceTracker(self._detector, every=params.detect_every)
 
     def close(self) -> None:
         self._detector.close()
@@ -126,6 +128,7 @@ class ClipDecoder:
         """
         path = str(path)
         obs = Observations()
+        self._tracker.reset()  # a face is followed within one clip only
         self._timeline: tuple[list[float], list[int]] = ([], [])
         samples: np.ndarray | None = None
         has_video = False
@@ -297,7 +300,7 @@ class ClipDecoder:
             if crop is None:
                 return 0.0, None, None
             return 1.0, None, encode_crop(crop, params.crop_format, params.crop_quality)
-        face = self._detector.detect(rgb, side=faces.side)
+        face = self._tracker.find(rgb, side=faces.side)
         if face is None:
             return 0.0, None, None
         crop = crop_face(rgb, face.box, size=params.crop_size, margin=params.crop_margin)
