@@ -45,7 +45,8 @@ silence) in dB full scale (floored at -200 for digital silence).
 Status
 ------
 ``faults`` lists every fault found; ``status`` is the first of ``STATUS_PRIORITY`` present, else
-``ok``; ``message`` joins the faults' messages in the same order ("" when ok); the rules are
+``ok``; ``message`` joins the faults' messages in the same order, then notes (which of several audio
+streams was read; "" when ok without notes); the rules are
 ``faults.classify``. corrupt: nothing usable decoded (see Damage). error: the worker process
 decoding it died twice (a crash in native code, the OOM killer; under either executor), so it was
 skipped: nothing was decoded. partial: something was lost but some frames or the audio decoded.
