@@ -3,9 +3,10 @@
 MediaPipe's detector costs about as much CPU as decoding the video (``docs/scale.md``); on a
 talking head the face moves a few pixels between samples 0.2 s apart. :class:`FaceTracker` runs the
 detector on a clip's first frame and on every ``every``-th distinct frame after a detection; on the
-frames between it looks for the last detected face (its grey patch, shrunk to ``TEMPLATE_SIDE``
-pixels) near its last place by normalised cross-correlation and moves the box there (same size,
-same score). It detects again, at once, when:
+frames between it looks for the last detected face (its grey patch, every f-th pixel so that about
+``TEMPLATE_SIDE`` remain) within ``SEARCH_MARGIN`` box sides of its last place by normalised
+cross-correlation, refined to a fraction of a pixel, and moves the box there (same size, same
+score). It detects again, at once, when:
 
 - the match scores below ``MIN_MATCH`` (the face turned, left the frame, was covered),
 - the frame as a whole changed (``MIN_SCENE_NCC`` on a 32x32 thumbnail: a scene cut),
@@ -24,7 +25,7 @@ import numpy as np
 
 from pipeline.decode.faces import Face, FaceDetector
 
-TEMPLATE_SIDE = 40  # the face template is the box shrunk by a whole factor to about this side
+TEMPLATE_SIDE = 40  # the face template is every f-th pixel of the box, f whole, about this many a side
 SEARCH_MARGIN = 0.5  # the search window reaches this fraction of the box side past each edge
 MIN_MATCH = 0.75  # TM_CCOEFF_NORMED below this: the face is not where it was, detect
 MIN_SCENE_NCC = 0.8  # thumbnail correlation with the last detected frame below this: a cut, detect
