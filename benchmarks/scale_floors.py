@@ -40,10 +40,12 @@ def floor_decode(work: Path) -> tuple[dict, Callable[[], object]]:
 
     params = load_params(work / "params.yaml").decode
     paths = _videos(work)
-    return {"units": len(paths)}, lambda: _bare_decode(paths, params)
+    return {"units": len(paths)}, lambda: bare_decode(paths, params)
 
 
-def _bare_decode(paths: list[Path], params) -> int:
+def bare_decode(paths: list[Path], params) -> int:
+    """The decode floor on ``paths`` (one decoder thread); -> frames converted. Also the floor of
+    ``benchmarks/bench_face_tracking.py``."""
     import av
 
     frames = 0
@@ -60,6 +62,8 @@ def _bare_decode(paths: list[Path], params) -> int:
                     frames += 1
                     due += 1.0 / params.fps
         with av.open(str(path)) as container:
+            if not container.streams.audio:  # a video without sound (real clips have them)
+                continue
             resampler = av.AudioResampler(format="flt", layout="mono", rate=params.sample_rate)
             for frame in container.decode(audio=0):
                 resampler.resample(frame)

@@ -33,7 +33,11 @@ AUDIO_SCHEMA = pa.schema(
     [
         pa.field("clip_id", pa.string(), nullable=False),
         pa.field("sample_rate", pa.int32(), nullable=False),
-        pa.field("samples", pa.list_(pa.float32())),
+        # 16-bit PCM (:func:`to_pcm16`), half the bytes of float32; the readers hand on float32
+        # (:func:`from_pcm16`). ASR rounds its input to this grid anyway
+        # (``pipeline.whisper.models.as_16bit``), so its text is unchanged; shards written as
+        # float32 before this are still read.
+        pa.field("samples", pa.list_(pa.int16())),
         pa.field("duration_s", pa.float64()),
     ]
 )
@@ -77,6 +81,18 @@ def frames_schema(crop_size: int, crop_format: str = "raw") -> pa.Schema:
         ],
         metadata={b"crop_size": str(crop_size).encode(), b"crop_format": crop_format.encode()},
     )
+
+
+def to_pcm16(samples: np.ndarray) -> np.ndarray:
+    """float samples in [-1, 1] -> int16 on the grid of ``pipeline.whisper.models.as_16bit``
+    (x * 32768 rounded, clipped to [-32768, 32767]): ``from_pcm16(to_pcm16(x)) == as_16bit(x)``."""
+    values = np.nan_to_num(np.asarray(samples, np.float64), nan=0.0, posinf=1.0, neginf=-1.0)
+    return np.clip(np.rint(values * 32768.0), -32768, 32767).astype(np.int16)
+
+
+def from_pcm16(samples: np.ndarray) -> np.ndarray:
+    """int16 PCM -> float32 in [-1, 1) (exact: every int16 / 32768 is a float32)."""
+    return (np.asarray(samples, np.float32) / np.float32(32768.0)).astype(np.float32, copy=False)
 
 
 def encode_crop(rgb: np.ndarray, crop_format: str, quality: int) -> bytes:
@@ -234,6 +250,11 @@ def _frame_groups(path: Path, wanted: set[str]) -> Iterator[VisualInput]:
         yield current.finish()
 
 
+def _as_float(stored: np.ndarray) -> np.ndarray:
+    """A stored track as float32: 16-bit PCM scaled, float32 (shards of before) copied."""
+    return from_pcm16(stored) if stored.dtype == np.int16 else stored.astype(np.float32)
+
+
 def iter_clip_audio(decoded_dir: str | Path, clip_ids: Iterable[str] | None = None) -> Iterator[AudioInput]:
     """One :class:`AudioInput` per decoded clip (or per clip of ``clip_ids``), in manifest order.
 
@@ -257,7 +278,7 @@ def iter_clip_audio(decoded_dir: str | Path, clip_ids: Iterable[str] | None = No
                 present = values.is_valid
                 yield AudioInput(
                     clip_id=clip_id,
-                    samples=values.values.to_numpy().copy() if present else None,
+                    samples=_as_float(values.values.to_numpy()) if present else None,
                     sample_rate=rates[row],
                     duration_s=durations[row] if durations[row] is not None else 0.0,
                     reason="" if present else "no decodable audio",

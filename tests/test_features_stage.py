@@ -16,7 +16,7 @@ import yaml
 
 from pipeline.config import Params
 from pipeline.decode.faces import crop_face
-from pipeline.decoded import AUDIO_SCHEMA, STATUS_SCHEMA, frames_schema
+from pipeline.decoded import AUDIO_SCHEMA, STATUS_SCHEMA, frames_schema, to_pcm16
 from pipeline.emotions import EMOTIONS
 from pipeline.features.shards import read_features, shard_metadata
 from pipeline.ingest.manifest import MANIFEST_SCHEMA
@@ -74,7 +74,7 @@ def make_fixture(root: Path, *, frames_per_clip: int = 6) -> dict[str, str]:
             audio["clip_id"].append(c)
             audio["sample_rate"].append(16000)
             noise = np.random.default_rng(k).normal(scale=0.1, size=16000).astype(np.float32)
-            audio["samples"].append(None if c == "c09" else noise)
+            audio["samples"].append(None if c == "c09" else to_pcm16(noise))
             audio["duration_s"].append(1.0)
         pq.write_table(pa.table(rows, schema=frames_schema(CROP)), decoded / f"frames-{shard:05d}.parquet")
         pq.write_table(pa.table(audio, schema=AUDIO_SCHEMA), decoded / f"audio-{shard:05d}.parquet")
@@ -96,6 +96,7 @@ def make_fixture(root: Path, *, frames_per_clip: int = 6) -> dict[str, str]:
                 has_video=c != "c05",
                 has_audio=c != "c09",
                 audio_dbfs=-20.0,
+                face_source="detector",
             )
         )
     pq.write_table(pa.Table.from_pylist(status, schema=STATUS_SCHEMA), root / "decode_status.parquet")

@@ -1,8 +1,9 @@
 """The decoder: frames at ``decode.fps`` chosen by timestamp, face crops, 16 kHz mono audio, status.
 
 Modules: ``probe`` (streams and times), ``video`` (the sampling rule), ``audio`` (resampling and
-level), ``faces`` (detector and crops), ``faults`` (the status rules, a pure function), ``clip``
-(one clip), ``writer`` (the stage: shards on the executor's workers). The output layout, its schemas and
+level), ``faces`` (detector and crops), ``tracking`` (the face followed between detections),
+``faults`` (the status rules, a pure function), ``clip`` (one clip), ``writer`` (the stage: shards
+on the executor's workers). The output layout, its schemas and
 its readers are in ``pipeline/decoded.py``.
 
 Timeline of a clip
@@ -33,14 +34,19 @@ Damage) and its samples past the last frame's end are not written.
 
 Audio
 -----
-swresample to mono float32 at ``sample_rate`` (flushed), aligned to the clip origin, then cropped
-or zero-padded to ``floor(duration * sample_rate + 1/2)`` samples (this drops AAC's end padding).
-The level is the RMS of those samples in dB full scale (floored at -200 for digital silence).
+Of several audio streams (multi-track recorders), the one decoded is the first, default
+disposition first, whose first ``audio.SIGNAL_CHECK_S`` seconds reach ``silence_dbfs``
+(``audio.choose_audio_stream``; the first when none does), and the status message names it even
+when the clip is ok. swresample to mono float32 at ``sample_rate`` (flushed), aligned to the clip
+origin, then cropped or zero-padded to ``floor(duration * sample_rate + 1/2)`` samples (this drops
+AAC's end padding). The level is the RMS of those samples around their mean (a DC offset alone is
+silence) in dB full scale (floored at -200 for digital silence).
 
 Status
 ------
 ``faults`` lists every fault found; ``status`` is the first of ``STATUS_PRIORITY`` present, else
-``ok``; ``message`` joins the faults' messages in the same order ("" when ok); the rules are
+``ok``; ``message`` joins the faults' messages in the same order, then notes (which of several audio
+streams was read; "" when ok without notes); the rules are
 ``faults.classify``. corrupt: nothing usable decoded (see Damage). error: the worker process
 decoding it died twice (a crash in native code, the OOM killer; under either executor), so it was
 skipped: nothing was decoded. partial: something was lost but some frames or the audio decoded.
@@ -64,7 +70,9 @@ Faces
 -----
 Each distinct source frame goes through ``pipeline.decode.faces.FaceDetector`` (MediaPipe BlazeFace,
 short-range model, full-range where it finds nothing; the largest face scoring at least
-``min_face_score``); ``face_score`` is its confidence, ``crop`` a ``crop_size`` square around the
+``min_face_score``), or, on all but every ``detect_every``-th frame, ``tracking.FaceTracker``
+follows the last detected face by template match (same box size and score; detected again on a
+lost match or a scene cut); ``face_score`` is its confidence, ``crop`` a ``crop_size`` square around the
 box with ``crop_margin`` of the box side on each edge (black outside the frame), INTER_AREA.
 
 Outputs and reading

@@ -61,11 +61,19 @@ def repair_nonfinite(samples: np.ndarray) -> tuple[np.ndarray, int]:
     return repaired, count
 
 
+def without_dc(samples: np.ndarray) -> np.ndarray:
+    """``samples`` minus their mean, float64. A track that only holds a DC offset (a recorder's
+    input with nothing plugged in, a bad ADC) has an RMS of its offset but says nothing: every
+    level check reads the signal around the mean."""
+    values = samples.astype(np.float64)
+    return values - values.mean() if values.size else values
+
+
 def level_dbfs(samples: np.ndarray) -> float:
-    """RMS level in dB full scale, floored at ``SILENCE_FLOOR_DBFS`` (digital silence)."""
+    """RMS level around the mean (DC removed) in dB full scale, floored at ``SILENCE_FLOOR_DBFS``."""
     if samples.size == 0:
         return SILENCE_FLOOR_DBFS
-    rms = math.sqrt(float(np.mean(np.square(samples, dtype=np.float64))))
+    rms = math.sqrt(float(np.mean(np.square(without_dc(samples)))))
     return max(SILENCE_FLOOR_DBFS, 20.0 * math.log10(rms)) if rms > 0 else SILENCE_FLOOR_DBFS
 
 
@@ -78,12 +86,65 @@ ACTIVE_FRACTION = 0.10
 
 def active_level_dbfs(samples: np.ndarray, sample_rate: int) -> float:
     """RMS of the loudest ``ACTIVE_FRACTION`` of ``ACTIVE_FRAME_S`` frames in dB full scale (the
-    whole track when shorter than one frame), floored at ``SILENCE_FLOOR_DBFS``."""
+    whole track when shorter than one frame), floored at ``SILENCE_FLOOR_DBFS``; the track's
+    mean (DC offset) is removed first."""
     frame = max(1, round(ACTIVE_FRAME_S * sample_rate))
     n_frames = len(samples) // frame
     if n_frames == 0:
         return level_dbfs(samples)
-    power = np.mean(np.square(samples[: n_frames * frame].reshape(n_frames, frame), dtype=np.float64), axis=1)
+    centred = without_dc(samples)
+    power = np.mean(np.square(centred[: n_frames * frame].reshape(n_frames, frame)), axis=1)
     loudest = np.sort(power)[-max(1, math.ceil(ACTIVE_FRACTION * n_frames)) :]
     rms = math.sqrt(float(np.mean(loudest)))
     return max(SILENCE_FLOOR_DBFS, 20.0 * math.log10(rms)) if rms > 0 else SILENCE_FLOOR_DBFS
+
+
+# How much of each candidate stream is decoded to tell a silent track from one with signal: a
+# multi-track recorder's unused input is digital silence (or a DC offset) from its first sample,
+# so a few seconds decide it at a few milliseconds of CPU per stream.
+SIGNAL_CHECK_S = 5.0
+
+
+def audio_head(path: str, index: int, *, sample_rate: int, seconds: float) -> np.ndarray:
+    """The first ``seconds`` of audio stream ``index``, mono float32 at ``sample_rate`` (shorter
+    when the stream is, empty when nothing decodes)."""
+    wanted = round(seconds * sample_rate)
+    chunks: list[np.ndarray] = []
+    have = 0
+    with av.open(path) as container:
+        stream = container.streams[index]
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        for frame in decoded_frames(container, stream, StreamLog("audio")):
+            try:
+                outs = resampler.resample(frame)
+            except (av.error.FFmpegError, ValueError):
+                continue  # the full decode counts it; here it only shortens the look
+            for out in outs:
+                chunks.append(out.to_ndarray().reshape(-1))
+                have += chunks[-1].size
+            if have >= wanted:
+                break
+    return np.concatenate(chunks)[:wanted].astype(np.float32, copy=False) if chunks else np.zeros(0, np.float32)
+
+
+def choose_audio_stream(path: str, candidates: list[int], *, sample_rate: int, silence_dbfs: float) -> tuple[int, str]:
+    """(stream index, note for the status message) of the audio stream to decode.
+
+    ``candidates`` in order of preference (``Probe.audio_candidates``: default disposition first).
+    One candidate is taken as it is (note ""). Of several, the first whose first ``SIGNAL_CHECK_S``
+    seconds reach ``silence_dbfs`` (active level, DC removed) wins: a recorder that marks its silent
+    first track as default keeps the speech of its second; when none has signal, the first.
+    """
+    if len(candidates) <= 1:
+        return (candidates[0] if candidates else -1), ""
+    silent = []
+    for index in candidates:
+        try:
+            head = audio_head(path, index, sample_rate=sample_rate, seconds=SIGNAL_CHECK_S)
+        except Exception:  # noqa: BLE001 - an unreadable candidate is skipped; the chosen one is decoded in full
+            head = np.zeros(0, np.float32)
+        if head.size and active_level_dbfs(np.nan_to_num(head), sample_rate) >= silence_dbfs:
+            skipped = f"; silent: {', '.join(f'#{i}' for i in silent)}" if silent else ""
+            return index, f"audio: stream #{index} of {len(candidates)} audio streams (the first with signal{skipped})"
+        silent.append(index)
+    return candidates[0], f"audio: stream #{candidates[0]} of {len(candidates)} audio streams (none has signal)"

@@ -12,13 +12,30 @@ import numpy as np
 
 from pipeline.cli import describe
 from pipeline.config import DecodeParams
-from pipeline.decode.audio import active_level_dbfs, decode_audio, fit_to_duration, level_dbfs, repair_nonfinite
+from pipeline.decode.audio import (
+    active_level_dbfs,
+    choose_audio_stream,
+    decode_audio,
+    fit_to_duration,
+    level_dbfs,
+    repair_nonfinite,
+    without_dc,
+)
 from pipeline.decode.faces import DETECTOR, FaceDetector, FaceSource, crop_face, read_organiser_crop
 from pipeline.decode.faults import Observations, audio_unusable, classify, needs_speech_check
-from pipeline.decode.probe import Probe, StreamLog, probe
+from pipeline.decode.probe import Probe, StreamLog, audio_stream_times, probe
 from pipeline.decode.speech import speech_found
+from pipeline.decode.tracking import FaceTracker
 from pipeline.decode.video import VideoSampler
-from pipeline.decoded import FRAME_ROW_GROUP, AudioInput, VisualInput, decode_crop, encode_crop
+from pipeline.decoded import (
+    FRAME_ROW_GROUP,
+    AudioInput,
+    VisualInput,
+    decode_crop,
+    encode_crop,
+    from_pcm16,
+    to_pcm16,
+)
 from pipeline.runtime.devices import usable_cpus
 
 
@@ -84,6 +101,7 @@ class ClipDecoder:
         self.threads = threads or usable_cpus()
         self.fps = Fraction(params.fps).limit_denominator(1_000_000)
         self._detector = FaceDetector(min_score=params.min_face_score)
+        self._tracker = FaceTracker(self._detector, every=params.detect_every)
 
     def close(self) -> None:
         self._detector.close()
@@ -110,6 +128,7 @@ class ClipDecoder:
         """
         path = str(path)
         obs = Observations()
+        self._tracker.reset()  # a face is followed within one clip only
         self._timeline: tuple[list[float], list[int]] = ([], [])
         samples: np.ndarray | None = None
         has_video = False
@@ -140,6 +159,14 @@ class ClipDecoder:
         if found.video_index is None and found.audio_index is None:
             obs.errors.append("no audio or video stream")
             return None
+        if len(found.audio_candidates) > 1:
+            chosen, note = choose_audio_stream(
+                path, found.audio_candidates, sample_rate=self.params.sample_rate, silence_dbfs=self.params.silence_dbfs
+            )
+            obs.notes.append(note)
+            if chosen != found.audio_index:
+                found.audio_index = chosen
+                found.audio_origin, found.audio_duration = audio_stream_times(path, chosen)
         return found
 
     def _read_video(
@@ -205,7 +232,7 @@ class ClipDecoder:
             obs.audio_dbfs = level_dbfs(samples)
             obs.audio_active_dbfs = active_level_dbfs(samples, rate)
             if needs_speech_check(obs.audio_active_dbfs, self.params):
-                obs.audio_speech = speech_found(samples, rate, obs.audio_active_dbfs)
+                obs.audio_speech = speech_found(without_dc(samples), rate, obs.audio_active_dbfs)
         return samples
 
     def _report(
@@ -273,7 +300,7 @@ class ClipDecoder:
             if crop is None:
                 return 0.0, None, None
             return 1.0, None, encode_crop(crop, params.crop_format, params.crop_quality)
-        face = self._detector.detect(rgb, side=faces.side)
+        face = self._tracker.find(rgb, side=faces.side)
         if face is None:
             return 0.0, None, None
         crop = crop_face(rgb, face.box, size=params.crop_size, margin=params.crop_margin)
@@ -301,8 +328,8 @@ def decode_clip(path: str | Path, params: DecodeParams, *, clip_id: str | None =
 
     For tools and tests; a 20-minute clip holds its 6,000 crops (460 MB at 160 px) in memory
     here, the stage streams them to disk and ``pipeline.predict`` to the visual extractor instead.
-    Crops go through the stored codec (``decode.crop_format``), so they are exactly what the
-    stage's readers return. ``clip_id`` defaults to the file stem.
+    Crops go through the stored codec (``decode.crop_format``) and the audio through 16-bit PCM, so
+    they are exactly what the stage's readers return. ``clip_id`` defaults to the file stem.
     """
     clip_id = Path(path).stem if clip_id is None else clip_id
     batches: list[FrameRows] = []
@@ -323,6 +350,8 @@ def decode_clip(path: str | Path, params: DecodeParams, *, clip_id: str | None =
         ],
         face_scores=joined("face_score", np.zeros(0, np.float32)),
     )
+    if audio.samples is not None:  # through the stored 16-bit PCM too, as the stage's readers return it
+        audio.samples = from_pcm16(to_pcm16(audio.samples))
     return DecodedClip(
         report=report,
         visual=visual,

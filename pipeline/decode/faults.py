@@ -43,7 +43,8 @@ class Observations:
     :func:`audio_unusable`); ``audio_dbfs`` (RMS) and ``audio_active_dbfs`` (loudest 10% of 50 ms
     frames) are levels after that repair; ``audio_speech`` is whether Silero VAD found speech in
     the level-normalised track (None when not checked: only tracks between ``silence_dbfs`` and
-    ``speech_check_dbfs`` are).
+    ``speech_check_dbfs`` are). ``notes``: what the message should say even when nothing is wrong
+    (which of several audio streams was decoded).
     """
 
     errors: list[str] = field(default_factory=list)
@@ -57,6 +58,7 @@ class Observations:
     audio_speech: bool | None = None
     audio_samples: int = 0
     audio_nonfinite: int = 0
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -139,7 +141,7 @@ def _rule_faults(obs: Observations, params: DecodeParams) -> dict[str, str]:
 
 def classify(obs: Observations, params: DecodeParams) -> Verdict:
     """Every fault found, the status (the first fault in ``STATUS_PRIORITY``, else ``ok``) and the
-    message (the faults' messages joined in that order, "" when ok).
+    message (the faults' messages joined in that order, then ``notes``; "" when ok without notes).
 
     A file that lost something (``errors``, NaN/Inf audio) is ``corrupt`` when nothing usable
     decoded (no sampled frame and no usable audio: every modality is missing) and ``partial``
@@ -148,5 +150,5 @@ def classify(obs: Observations, params: DecodeParams) -> Verdict:
     for kind, message in _rule_faults(obs, params).items():
         messages[kind] = [message]
     kinds = [k for k in STATUS_PRIORITY if k in messages]
-    message = "; ".join(m for k in kinds for m in messages[k])
+    message = "; ".join([*(m for k in kinds for m in messages[k]), *obs.notes])
     return Verdict(status=kinds[0] if kinds else "ok", message=message, faults=kinds)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 
 import av
@@ -14,12 +14,19 @@ from pipeline.cli import describe
 
 @dataclass
 class Probe:
-    """The streams decode uses: first real video stream, first audio stream (global indices)."""
+    """The streams decode uses: first real video stream, an audio stream (global indices).
+
+    ``audio_candidates``: every audio stream, those with the default disposition first, then the
+    others in file order; ``audio_index`` is the first of them until
+    :func:`pipeline.decode.audio.choose_audio_stream` picks one with signal (multi-track recorders
+    put a silent track first). ``audio_origin``/``audio_duration`` are those of ``audio_index``.
+    """
 
     video_index: int | None
     audio_index: int | None
     audio_origin: Fraction | None
     audio_duration: Fraction | None
+    audio_candidates: list[int] = field(default_factory=list)
 
 
 def stream_times(stream: av.stream.Stream) -> tuple[Fraction | None, Fraction | None]:
@@ -34,7 +41,8 @@ def probe(path: str) -> Probe:
     with av.open(path) as container:
         # Cover art in audio files is a video stream of one picture, not a video.
         videos = [s for s in container.streams.video if not (s.disposition & av.stream.Disposition.attached_pic)]
-        audios = list(container.streams.audio)
+        # sorted is stable: default-disposition streams first, each group in file order.
+        audios = sorted(container.streams.audio, key=lambda s: not s.disposition & av.stream.Disposition.default)
         video = videos[0] if videos else None
         audio = audios[0] if audios else None
         a_start, a_dur = stream_times(audio) if audio is not None else (None, None)
@@ -43,7 +51,14 @@ def probe(path: str) -> Probe:
             audio_index=audio.index if audio is not None else None,
             audio_origin=a_start,
             audio_duration=a_dur,
+            audio_candidates=[s.index for s in audios],
         )
+
+
+def audio_stream_times(path: str, index: int) -> tuple[Fraction | None, Fraction | None]:
+    """(start, duration) of audio stream ``index`` from its header (see :func:`stream_times`)."""
+    with av.open(path) as container:
+        return stream_times(container.streams[index])
 
 
 def video_end_by_demux(path: str, index: int) -> tuple[Fraction | None, Fraction | None]:

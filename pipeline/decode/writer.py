@@ -25,12 +25,13 @@ from pipeline.decoded import (
     audio_path,
     frames_path,
     frames_schema,
+    to_pcm16,
 )
 from pipeline.runtime.executors import LOCAL, Executor
 from pipeline.runtime.executors.units import Unit, run_units
 from pipeline.timeline import TIMELINE_SCHEMA
 
-# Audio rows are buffered up to this many samples (64 MB of float32) before a row group is written.
+# Audio rows are buffered up to this many samples (64 MB as float32 in memory) before a row group is written.
 AUDIO_ROW_GROUP_SAMPLES = 16_000_000
 
 
@@ -117,10 +118,10 @@ class _ShardWriter:
             lengths = [0 if a.samples is None else len(a.samples) for a in rows]
             offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
             values = [a.samples for a in rows if a.samples is not None]
-            flat = np.concatenate(values).astype(np.float32, copy=False) if values else np.zeros(0, np.float32)
+            flat = to_pcm16(np.concatenate(values)) if values else np.zeros(0, np.int16)
             samples = pa.ListArray.from_arrays(
                 pa.array(offsets, pa.int32()),
-                pa.array(flat, pa.float32()),
+                pa.array(flat, pa.int16()),
                 mask=pa.array([a.samples is None for a in rows]),
             )
             table = pa.Table.from_arrays(
