@@ -24,6 +24,9 @@ from pipeline.whisper import windows
 from pipeline.whisper.geometry import SAMPLE_RATE, WINDOW_SAMPLES
 
 MARGIN_S = 1.0
+# Shorter detections do not count: on the music of benchmarks/bench_long_asr.py Silero's only
+# false detections were blips of 32 ms (after removing its padding); a spoken word lasts longer.
+MIN_SPEECH_S = 0.2
 # decode's levelling: the RMS of the loudest 10% of 50 ms frames is scaled to -20 dBFS.
 ACTIVE_FRAME_S = 0.05
 ACTIVE_FRACTION = 0.10
@@ -43,21 +46,32 @@ def levelled(samples: np.ndarray) -> np.ndarray:
     return np.clip(samples * np.float32(gain), -1.0, 1.0).astype(np.float32)
 
 
-def speech_found(samples: np.ndarray) -> bool:
-    """Silero VAD (faster-whisper's, default options) finds speech in the levelled ``samples``."""
+def speech_spans(samples: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end) samples of the speech Silero VAD (faster-whisper's, default options) finds in
+    the levelled ``samples``, without the padding it adds on both sides of each; detections shorter
+    than ``MIN_SPEECH_S`` are left out."""
     from faster_whisper.vad import VadOptions, get_speech_timestamps
 
-    return bool(get_speech_timestamps(levelled(samples), VadOptions()))
+    options = VadOptions()
+    pad = options.speech_pad_ms * SAMPLE_RATE // 1000
+    found = get_speech_timestamps(levelled(samples), options)
+    shortest = 2 * pad + round(MIN_SPEECH_S * SAMPLE_RATE)
+    return [(s["start"] + pad, s["end"] - pad) for s in found if s["end"] - s["start"] >= shortest]
 
 
 def speech_in_windows(samples: np.ndarray) -> list[bool]:
-    """(N,) 16 kHz float32 -> per cover window, whether levelled Silero VAD finds speech in it."""
+    """(N,) 16 kHz float32 -> per cover window, whether levelled Silero VAD finds speech in it.
+
+    VAD runs on the window with ``MARGIN_S`` of its neighbours, for context and so that a word cut
+    by the boundary counts on both sides; speech that lies wholly in the margin does not count (the
+    window beside a stretch of speech is not decoded for the last second of it)."""
     margin = round(MARGIN_S * SAMPLE_RATE)
     found = []
     for k in range(windows.count(len(samples))):
-        start, end = k * WINDOW_SAMPLES, (k + 1) * WINDOW_SAMPLES
-        span = samples[max(0, start - margin) : end + margin]
-        found.append(speech_found(span))
+        start, end = k * WINDOW_SAMPLES, min(len(samples), (k + 1) * WINDOW_SAMPLES)
+        first = max(0, start - margin)
+        spans = speech_spans(samples[first : end + margin])
+        found.append(any(first + a < end and first + b > start for a, b in spans))
     return found
 
 

@@ -149,9 +149,10 @@ class AsrParams(Section):
     # encoding again (float16: 51 KB per second of audio, 184 MB per media hour with base).
     # pipeline/whisper/encoder_states.py.
     share_encoder: bool = True
-    # faster-whisper, clips longer than one 30 s window: decode only the windows in which Silero
-    # VAD on the levelled audio finds speech, as decode's silence check does (pipeline/asr/
-    # speech_windows.py); music and noise are then not decoded. Clips of one window: the bare call.
+    # faster-whisper, clips longer than one 30 s window: decode only the windows in which
+    # Silero VAD on the levelled audio finds speech, as decode's silence check does
+    # (pipeline/asr/speech_windows.py); music and noise are then not decoded. A clip of one
+    # window is decoded as the bare call decodes it.
     skip_speechless: bool = True
     # Per-word times in the transcripts' segments. Off, as in a bare faster-whisper call: with them
     # faster-whisper seeks back to the last word's end and decodes the rest of the window again,
