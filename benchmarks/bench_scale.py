@@ -57,7 +57,8 @@ STAGES = (
     ("ingest", ["stages.ingest", "--out", "manifest.parquet", "--labels", "frame_labels"], None, ["manifest.parquet"]),
     (
         "decode",
-        ["stages.decode", "--manifest", "manifest.parquet", "--out", "decoded", "--status", "status.parquet"],
+        ["stages.decode", "--manifest", "manifest.parquet", "--out", "decoded", "--status", "status.parquet",
+         "--timeline", "timeline.parquet"],
         "decode",
         ["decoded", "status.parquet"],
     ),
