@@ -20,8 +20,8 @@ the music track the least of ``--repeats`` runs of each, as the machine is share
   every cover window kept) and, for the music track, the same without kept states (ASR's own work
   alone) and without the speech test (every window decoded, as before);
 - encoder passes: windows the decoder encoded, cover windows encoded for the features alone;
-- on the mixed tracks, word errors against the RAVDESS sentences of the pipeline and of a bare
-  faster-whisper call (every window decoded).
+- on the mixed tracks, word errors against the RAVDESS sentences: the pipeline, the pipeline
+  without the speech test (every window decoded) and a bare faster-whisper call.
 
 The figures, on the music track (target <= 1.2 each): (ASR CPU - encoder floor CPU) / VAD CPU, and
 ASR without kept states / VAD CPU.
@@ -156,38 +156,40 @@ def measure(
         "status": transcript.status,
         "words": len((transcript.text or "").split()),
     }
+    extra = ""
     if unshared is not None:
         # No states kept: ASR's own work alone, no encoder pass for the features inside it.
         _, cpu, wall = cpu_of(lambda: transcribe_clip(unshared, clip), repeats)
         result["asr_unshared"] = {"cpu_s": cpu, "wall_s": wall, "over_vad": cpu / vad_cpu}
+        extra += f"; without kept states ASR {cpu / vad_cpu:.2f}x the VAD pass"
+    every = None
     if unskipped is not None:
-        before, cpu, wall = cpu_of(lambda: transcribe_clip(unskipped, AsrClip(name, samples, SAMPLE_RATE)))
+        every, cpu, wall = cpu_of(lambda: transcribe_clip(unskipped, clip))
         result["asr_without_speech_test"] = {
             "cpu_s": cpu,
             "wall_s": wall,
             "over_vad": (cpu - encoder_cpu) / vad_cpu,
-            "status": before.status,
-            "text": before.text,
+            "status": every.status,
+            "text": every.text,
             "passes": dict(unskipped.passes),
         }
-    extra = ""
+        extra += f"; without the speech test ASR {cpu:.1f} CPU-s"
     if reference is not None:
-        text, cpu, _ = cpu_of(lambda: bare_text(recognizer, samples))
+        # The bare call differs from the pipeline in more than the speech test (it conditions on
+        # the previous text, for one); the pipeline without the speech test isolates the test.
         truth = words(reference)
+        text, cpu, _ = cpu_of(lambda: bare_text(recognizer, samples))
         result |= {
             "reference_words": len(truth),
             "pipeline_word_errors": word_errors(truth, words(transcript.text or "")),
+            "every_window_word_errors": None if every is None else word_errors(truth, words(every.text or "")),
             "bare_call_word_errors": word_errors(truth, words(text)),
             "bare_call_cpu_s": cpu,
         }
-        extra = (
-            f"; word errors pipeline {result['pipeline_word_errors']}, bare call {result['bare_call_word_errors']}"
-            f" of {len(truth)} (bare call {cpu:.1f} CPU-s)"
+        extra += (
+            f"; word errors of {len(truth)}: pipeline {result['pipeline_word_errors']}, every window decoded "
+            f"{result['every_window_word_errors']}, bare call {result['bare_call_word_errors']} ({cpu:.1f} CPU-s)"
         )
-    if unshared is not None:
-        extra += f"; without kept states ASR {result['asr_unshared']['over_vad']:.2f}x the VAD pass"
-    if unskipped is not None:
-        extra += f"; without the speech test ASR {result['asr_without_speech_test']['cpu_s']:.1f} CPU-s"
     print(
         f"{name}: {result['seconds']:.0f} s, {n_windows} windows, speech in {sum(speech)}; VAD {vad_cpu:.1f} CPU-s, "
         f"encoder floor {encoder_cpu:.1f}, ASR {asr_cpu:.1f} -> beyond the encoder "
@@ -218,10 +220,11 @@ def main() -> None:
     (first, first_text), (last, last_text) = speech_minute(1), speech_minute(2)
     reference = f"{first_text} {last_text}"
     between = music_track((args.minutes - 2) * 60, seed=1)
-    results["mixed"] = measure("mixed", np.concatenate([first, between, last]), recognizer, reference=reference)
+    mixed = np.concatenate([first, between, last])
+    results["mixed"] = measure("mixed", mixed, recognizer, unskipped, reference=reference)
     quiet = np.float32(10 ** (-25 / 20))
     mixed_quiet = np.concatenate([first * quiet, between, last * quiet])
-    results["mixed_quiet"] = measure("mixed_quiet", mixed_quiet, recognizer, reference=reference)
+    results["mixed_quiet"] = measure("mixed_quiet", mixed_quiet, recognizer, unskipped, reference=reference)
     results.update(
         machine={"arch": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version()},
         asr={"model": params.model, "compute_type": params.compute_type, "cpu_threads": THREADS},
