@@ -6,9 +6,10 @@ Two generated tracks (16 kHz, a pure function of the seed):
 
 - ``music``: ``--minutes`` of music-like sound and noise, no speech: chords of harmonic tones that
   change every 0.25-1 s with a beat, then pink noise, then both together.
-- ``mixed``: real speech (RAVDESS clips from ../shared/realdata with pauses) for the first and
-  the last minute around ``--minutes`` - 2 of the music track; ``mixed_quiet``: the same with the
-  speech 25 dB down (a distant talker between loud music), which per-window levelling must find.
+- ``mixed``: speech (the demo's espeak sentences with pauses) for the first and the last minute
+  around ``--minutes`` - 2 of the music track; ``mixed_quiet``: the same with the speech 25 dB
+  down (a distant talker between loud music), which per-window levelling must find. Real speech
+  is ``bench_real_speech``'s.
 
 On each, in this process, one after the other (CPU seconds of the process, all its threads; on
 the music track the least of ``--repeats`` runs of each, as the machine is shared):
@@ -20,7 +21,7 @@ the music track the least of ``--repeats`` runs of each, as the machine is share
   every cover window kept) and, for the music track, the same without kept states (ASR's own work
   alone) and without the speech test (every window decoded, as before);
 - encoder passes: windows the decoder encoded, cover windows encoded for the features alone;
-- on the mixed tracks, word errors against the RAVDESS sentences: the pipeline, the pipeline
+- on the mixed tracks, word errors against the sentences spoken: the pipeline, the pipeline
   without the speech test (every window decoded) and a bare faster-whisper call.
 
 The figures, on the music track (target <= 1.2 each): (ASR CPU - encoder floor CPU) / VAD CPU, and
@@ -47,7 +48,6 @@ from pipeline.whisper.geometry import SAMPLE_RATE
 from pipeline.whisper.models import as_16bit
 
 REPO = Path(__file__).resolve().parents[1]
-RAVDESS = REPO.parent / "shared" / "realdata" / "audio" / "ravdess"
 THREADS = 2
 
 
@@ -80,20 +80,24 @@ def music_track(seconds: float, seed: int = 0) -> np.ndarray:
 
 
 def speech_minute(seed: int) -> tuple[np.ndarray, str]:
-    """A minute of RAVDESS clips with 0.3-1.5 s pauses, and their sentences (the last clip may be
-    cut: its sentence is counted whole, for the pipeline and the bare call alike)."""
-    from fixtures.speech import load_audio, ravdess
+    """A minute of the demo's espeak sentences (35 different ones) with 0.3-1.5 s pauses, and their
+    text (the last may be cut: it is counted whole, for every transcript alike). Not RAVDESS: its
+    two sentences repeated for a minute read as a repetition loop to Whisper (compression ratio
+    above 2.4 in every window), which then samples at temperature 1.0 on every run."""
+    from pipeline.demo.sentences import SENTENCES
+    from pipeline.demo.speech import SPEECH_RATE, espeak_settings, synthesize_speech
 
+    assert SPEECH_RATE == SAMPLE_RATE
     rng = np.random.default_rng(seed)
-    files = ravdess(RAVDESS)
+    pool = [sentence for level in sorted(SENTENCES) for sentence in SENTENCES[level]]
     parts, texts, total = [], [], 0
     while total < 60 * SAMPLE_RATE:
-        file = files[int(rng.integers(len(files)))]
-        samples, rate = load_audio(file.path)
-        assert rate == SAMPLE_RATE
+        text = pool[int(rng.integers(len(pool)))]
+        prosody = espeak_settings(arousal=float(rng.uniform(-1, 1)), pitch=float(rng.uniform(-1, 1)))
+        samples = synthesize_speech(text, **prosody)
         pause = np.zeros(int(rng.uniform(0.3, 1.5) * SAMPLE_RATE), np.float32)
         parts += [samples, pause]
-        texts.append(file.transcript)
+        texts.append(text)
         total += len(samples) + len(pause)
     return np.concatenate(parts)[: 60 * SAMPLE_RATE], " ".join(texts)
 
