@@ -131,6 +131,21 @@ def bare_text(recognizer, samples: np.ndarray) -> str:
     return " ".join(s.text.strip() for s in segments)
 
 
+def word_error_counts(reference: str, recognizer, samples: np.ndarray, transcript, every) -> dict:
+    """Word errors against the sentences spoken: the pipeline, the pipeline without the speech test
+    (``every``), and a bare call, which differs in more than the test (it conditions on the previous
+    text, for one); the pipeline without the test isolates the test."""
+    truth = words(reference)
+    text, cpu, _ = cpu_of(lambda: bare_text(recognizer, samples))
+    return {
+        "reference_words": len(truth),
+        "pipeline_word_errors": word_errors(truth, words(transcript.text or "")),
+        "every_window_word_errors": None if every is None else word_errors(truth, words(every.text or "")),
+        "bare_call_word_errors": word_errors(truth, words(text)),
+        "bare_call_cpu_s": cpu,
+    }
+
+
 def measure(
     name: str,
     samples: np.ndarray,
@@ -147,7 +162,6 @@ def measure(
     transcript, asr_cpu, asr_wall = cpu_of(lambda: transcribe_clip(recognizer, clip), repeats)
     result = {
         "seconds": len(samples) / SAMPLE_RATE,
-        "repeats": repeats,
         "windows": n_windows,
         "windows_with_speech": sum(speech),
         "vad_cpu_s": vad_cpu,
@@ -161,8 +175,7 @@ def measure(
         "words": len((transcript.text or "").split()),
     }
     extra = ""
-    if unshared is not None:
-        # No states kept: ASR's own work alone, no encoder pass for the features inside it.
+    if unshared is not None:  # no states kept: ASR's own work alone, no encoder pass for the features
         _, cpu, wall = cpu_of(lambda: transcribe_clip(unshared, clip), repeats)
         result["asr_unshared"] = {"cpu_s": cpu, "wall_s": wall, "over_vad": cpu / vad_cpu}
         extra += f"; without kept states ASR {cpu / vad_cpu:.2f}x the VAD pass"
@@ -179,20 +192,10 @@ def measure(
         }
         extra += f"; without the speech test ASR {cpu:.1f} CPU-s"
     if reference is not None:
-        # The bare call differs from the pipeline in more than the speech test (it conditions on
-        # the previous text, for one); the pipeline without the speech test isolates the test.
-        truth = words(reference)
-        text, cpu, _ = cpu_of(lambda: bare_text(recognizer, samples))
-        result |= {
-            "reference_words": len(truth),
-            "pipeline_word_errors": word_errors(truth, words(transcript.text or "")),
-            "every_window_word_errors": None if every is None else word_errors(truth, words(every.text or "")),
-            "bare_call_word_errors": word_errors(truth, words(text)),
-            "bare_call_cpu_s": cpu,
-        }
+        result |= word_error_counts(reference, recognizer, samples, transcript, every)
         extra += (
-            f"; word errors of {len(truth)}: pipeline {result['pipeline_word_errors']}, every window decoded "
-            f"{result['every_window_word_errors']}, bare call {result['bare_call_word_errors']} ({cpu:.1f} CPU-s)"
+            f"; word errors of {result['reference_words']}: pipeline {result['pipeline_word_errors']}, every "
+            f"window decoded {result['every_window_word_errors']}, bare call {result['bare_call_word_errors']}"
         )
     print(
         f"{name}: {result['seconds']:.0f} s, {n_windows} windows, speech in {sum(speech)}; VAD {vad_cpu:.1f} CPU-s, "

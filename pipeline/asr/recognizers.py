@@ -10,7 +10,7 @@ from typing import Protocol
 import ctranslate2
 import numpy as np
 
-from pipeline.asr import encoder_cover
+from pipeline.asr.encoder_cover import recording
 from pipeline.asr.speech_windows import clip_timestamps, speech_in_windows
 from pipeline.asr.transcripts import AsrClip, Segment, Transcript, Word, skip_reason, summarise
 from pipeline.config import AsrParams
@@ -78,7 +78,7 @@ class FasterWhisperRecognizer:
             speech = speech_in_windows(samples)
             if not all(speech):
                 options = {**options, "clip_timestamps": clip_timestamps(speech)}
-        with encoder_cover.recording(self.model, len(samples)) if self.keep_states else _no_cover() as cover:
+        with recording(self.model, len(samples)) if self.keep_states else _no_cover() as cover:
             nothing_to_decode = speech is not None and not any(speech)
             language, segments = (None, []) if nothing_to_decode else self._transcribe(samples, options)
         if cover is not None:
