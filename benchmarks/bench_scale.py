@@ -1,8 +1,17 @@
-"""Scale benchmark: every heavy stage on a Hume-like corpus, beside its floor, extrapolated to Hume.
+"""Scale benchmark: every heavy stage on a Hume-like corpus, beside its floor, extrapolated to Hume;
+the same on a corpus of long videos, extrapolated to Aff-Wild2.
 
     python -m benchmarks.bench_scale [--clips 200] [--long-s 240] [--work /tmp/emi-scale]
                                      [--out benchmarks/results/scale.json]   (or: make bench-scale)
-    python -m benchmarks.bench_scale --table benchmarks/results/scale.json   (the table of docs/scale.md)
+    python -m benchmarks.bench_scale --corpus long [--videos 12] [--work /tmp/emi-scale-long]
+    python -m benchmarks.bench_scale --table benchmarks/results/scale.json [--corpus long]
+                                     (the tables of docs/scale.md)
+
+``--corpus long`` writes ``--videos`` long Aff-Wild2-like videos (``scale_corpus.py``: 1-2
+minutes each of speech, music, noise and room tone, a face that moves and leaves the frame), runs
+the same stages and floors, extrapolates per media hour to Aff-Wild2 (594 tracks, 28 media
+hours), and stores its results under the key ``long`` of the same results file (each corpus
+keeps the other's results).
 
 1. Writes (once; kept in ``--work``) a corpus of ``--clips`` webcam-like clips
    (``benchmarks/scale_corpus.py``: 640x480 H.264 + AAC, VFR, Hume-like durations, one clip of
@@ -35,18 +44,21 @@ from pathlib import Path
 
 import yaml
 
-from benchmarks.scale_corpus import plan_corpus, write_corpus
+from benchmarks.scale_corpus import plan_corpus, plan_long_corpus, write_corpus, write_long_corpus
 from pipeline.atomic import write_json, write_text
 from pipeline.emotions import EMOTIONS
 
 REPO = Path(__file__).resolve().parents[1]
 HUME_CLIPS, HUME_HOURS = 17_246, 33.0
+# Aff-Wild2 (ABAW): 594 tracks, about 3 M frames at about 30 fps: 28 media hours.
+AFFWILD2_TRACKS, AFFWILD2_HOURS = 594, 28.0
 # (stage, command after `python -m`, the floor it is compared with, its output paths)
 STAGES = (
-    ("ingest", ["stages.ingest", "--out", "manifest.parquet"], None, ["manifest.parquet"]),
+    ("ingest", ["stages.ingest", "--out", "manifest.parquet", "--labels", "frame_labels"], None, ["manifest.parquet"]),
     (
         "decode",
-        ["stages.decode", "--manifest", "manifest.parquet", "--out", "decoded", "--status", "status.parquet"],
+        ["stages.decode", "--manifest", "manifest.parquet", "--out", "decoded", "--status", "status.parquet",
+         "--timeline", "timeline.parquet"],
         "decode",
         ["decoded", "status.parquet"],
     ),
@@ -124,9 +136,12 @@ def _bytes(work: Path, paths: list[str]) -> int:
     return total
 
 
-def prepare(work: Path, n_clips: int, long_s: float) -> dict[str, float]:
+def prepare(work: Path, n_clips: int, long_s: float, corpus: str = "hume") -> dict[str, float]:
     """The corpus, its manifest CSV and a params.yaml pointing ingest at it; {clip_id: seconds}."""
-    durations = write_corpus(work / "corpus", plan_corpus(n_clips, long_s=long_s, seed=0))
+    if corpus == "long":
+        durations = write_long_corpus(work / "corpus", plan_long_corpus(n_clips))
+    else:
+        durations = write_corpus(work / "corpus", plan_corpus(n_clips, long_s=long_s, seed=0))
     lines = [",".join(("Filename", "path", "split", *EMOTIONS))]
     lines += [",".join((c, f"corpus/{c}.mp4", "test", *[""] * len(EMOTIONS))) for c in sorted(durations)]
     write_text("\n".join(lines) + "\n", work / "manifest.csv")
@@ -145,6 +160,7 @@ def stage_row(name: str, run: dict, floor: dict | None, n_clips: int, media_h: f
         "wall_s_per_media_h": run["wall_s"] / media_h,
         "peak_rss_mb": run["peak_rss_mb"],
         "bytes_per_clip": written / n_clips,
+        "bytes_per_media_h": written / media_h,
         "hume_cpu_h": run["cpu_s"] / media_h * HUME_HOURS / 3600,
         "hume_wall_h": run["wall_s"] / media_h * HUME_HOURS / 3600,
     }
@@ -184,6 +200,41 @@ def crop_kb(work: Path) -> float:
     return sum(sizes) / len(sizes) / 1024 if sizes else 0.0
 
 
+def affwild2(rows: list[dict]) -> list[dict]:
+    """Per media hour, each stage beside its floor, and Aff-Wild2's 28 media hours."""
+    out = []
+    for r in rows:
+        if r["stage"] == "ingest":
+            continue
+        row = {
+            "stage": r["stage"],
+            "cpu_s_per_media_h": r["cpu_s_per_media_h"],
+            "wall_s_per_media_h": r["wall_s_per_media_h"],
+            "affwild2_cpu_h": r["cpu_s_per_media_h"] * AFFWILD2_HOURS / 3600,
+            "affwild2_wall_h": r["wall_s_per_media_h"] * AFFWILD2_HOURS / 3600,
+            "bytes_per_media_h": r["bytes_per_media_h"],
+        }
+        if "ratio" in r:
+            row |= {"floor_cpu_s_per_media_h": r["cpu_s_per_media_h"] / r["ratio"], "ratio": r["ratio"]}
+        out.append(row)
+    return out
+
+
+def affwild2_markdown(rows: list[dict]) -> str:
+    lines = [
+        "| stage | CPU s / media h | floor CPU s / media h | stage / floor | wall s / media h | GB / media h "
+        "| Aff-Wild2 CPU h | Aff-Wild2 wall h |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for r in rows:
+        floor = f"{r['floor_cpu_s_per_media_h']:.0f} | **{r['ratio']:.2f}x**" if "ratio" in r else "– | –"
+        lines.append(
+            f"| {r['stage']} | {r['cpu_s_per_media_h']:.0f} | {floor} | {r['wall_s_per_media_h']:.0f} | "
+            f"{r['bytes_per_media_h'] / 1e9:.2f} | {r['affwild2_cpu_h']:.2f} | {r['affwild2_wall_h']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
 def print_table(rows: list[dict]) -> None:
     print(f"{'stage':18s} {'CPU s/clip':>10s} {'wall s/clip':>11s} {'floor CPU':>9s} {'ratio':>6s} "
           f"{'RSS MB':>7s} {'KB/clip':>8s} {'Hume CPU h':>10s} {'Hume wall h':>11s}")  # fmt: skip
@@ -214,18 +265,27 @@ def markdown(result: dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--table", type=Path, help="print the docs/scale.md table of an existing results file and stop")
+    parser.add_argument("--corpus", choices=("hume", "long"), default="hume")
     parser.add_argument("--clips", type=int, default=200)
+    parser.add_argument("--videos", type=int, default=12, help="long videos (--corpus long)")
     parser.add_argument("--long-s", type=float, default=240.0, help="length of the one long clip")
-    parser.add_argument("--work", type=Path, default=Path("/tmp/emi-scale"))
+    parser.add_argument("--work", type=Path, default=None, help="default /tmp/emi-scale, /tmp/emi-scale-long")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "scale.json")
     args = parser.parse_args()
+    long = args.corpus == "long"
     if args.table is not None:
-        print(markdown(json.loads(args.table.read_text())))
+        result = json.loads(args.table.read_text())
+        if long:
+            print(markdown(result["long"]))
+            print()
+            print(affwild2_markdown(result["long"]["affwild2"]))
+        else:
+            print(markdown(result))
         return 0
-    work = args.work.resolve()
+    work = (args.work or Path("/tmp/emi-scale-long" if long else "/tmp/emi-scale")).resolve()
     for stale in ("decoded", "asr", "features"):
         subprocess.run(["rm", "-rf", str(work / stale)], check=True)
-    durations = prepare(work, args.clips, args.long_s)
+    durations = prepare(work, args.videos if long else args.clips, args.long_s, args.corpus)
     rows = run_all(work, durations)
     media_h = sum(durations.values()) / 3600
     light = [r for r in rows if r["stage"] in ("decode", "features@visual", "features@audio")]
@@ -241,8 +301,21 @@ def main() -> int:
         "hume_wall_h_total": sum(r["hume_wall_h"] for r in rows),
     }
     machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "load_average": os.getloadavg()}
-    write_json({"machine": machine, "summary": summary, "stages": rows}, args.out)
+    result = {"machine": machine, "summary": summary, "stages": rows}
+    previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    if long:
+        result["affwild2"] = affwild2(rows)
+        summary |= {
+            "affwild2_cpu_h_total": sum(r["affwild2_cpu_h"] for r in result["affwild2"]),
+            "affwild2_wall_h_total": sum(r["affwild2_wall_h"] for r in result["affwild2"]),
+        }
+        result = {**previous, "long": result}  # the Hume-like corpus' results stay
+    elif "long" in previous:
+        result["long"] = previous["long"]
+    write_json(result, args.out)
     print_table(rows)
+    if long:
+        print(affwild2_markdown(result["long"]["affwild2"]))
     print(json.dumps(summary, indent=1))
     print(f"wrote {args.out}")
     return 0

@@ -1,4 +1,4 @@
-"""A Hume-Vidmimic2-like corpus for the scale benchmark: webcam-like clips with real faces and speech.
+"""The scale benchmark's corpora: Hume-Vidmimic2-like webcam clips, and long Aff-Wild2-like videos.
 
 Hume-Vidmimic2 (../shared/docs/hume-vidmimic2.md): 17,246 clips, about 33 h, mean 6.9 s, p95
 11.5 s, a few up to 20 minutes; variable-frame-rate webcam video. Here each clip is 640x480 H.264
@@ -7,6 +7,14 @@ demo's real face (the astronaut photo, warped by expression fields and head moti
 frame, as a webcam shows it, and the demo's espeak-ng sentences repeated with pauses to fill the
 clip. Durations are lognormal with the Hume mean and p95 (sigma 0.347, mu 1.871, cut to
 [1, 30] s), plus one clip of ``long_s`` seconds. Everything is a pure function of the seed.
+
+The long corpus (``plan_long_corpus``, ``write_long_corpus``): Aff-Wild2 (594 tracks, about 28
+media hours at about 30 fps) has videos of minutes in which people speak only now and then, over
+music, noise or nothing. Each long video here is 60-120 s of stretches of 10-35 s: speech (the
+same espeak sentences), music (chords of harmonic tones with a beat), pink noise, or room tone;
+the face moves more (drift and sway) and leaves the frame for a stretch in most videos (the
+background part of the demo's photo). Video at a constant 30 fps whose picture changes 6 times
+a second (the face renderer costs 44 ms a frame), H.264 + AAC like the webcam clips.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.demo.face import render_face
+from pipeline.demo.face import BACKGROUND_CROP, render_face
 from pipeline.demo.media import mux_clip
 from pipeline.demo.sentences import SENTENCES
 from pipeline.demo.speech import SPEECH_RATE, espeak_settings, synthesize_speech
@@ -104,6 +112,142 @@ def write_corpus(folder: Path, clips: list[WebcamClip], *, workers: int = 2) -> 
     todo = [job for job in jobs if not job[0].exists()]
     with spawn_pool(max(1, workers)) as pool:
         list(pool.map(_write, todo))
+    return _durations(jobs)
+
+
+LONG_FPS = 30.0
+LONG_RENDER_FPS = 6.0  # distinct pictures per second; each is held for the frames between
+KINDS = ("speech", "music", "noise", "room")
+
+
+@dataclass(frozen=True)
+class LongVideo:
+    clip_id: str
+    seed: int
+    duration_s: float
+
+
+def plan_long_corpus(n_videos: int, *, min_s: float = 60.0, max_s: float = 120.0, seed: int = 1) -> list[LongVideo]:
+    """``n_videos`` videos with durations uniform in [min_s, max_s]."""
+    rng = np.random.default_rng(seed)
+    durations = rng.uniform(min_s, max_s, n_videos)
+    seeds = rng.integers(0, 1 << 31, n_videos)
+    return [LongVideo(f"long_{i:03d}", int(s), float(d)) for i, (s, d) in enumerate(zip(seeds, durations, strict=True))]
+
+
+def music(rng: np.random.Generator, n: int, rate: int = SPEECH_RATE) -> np.ndarray:
+    """Chords of harmonic tones (random roots every 0.25-1 s, decaying) and a noise beat, peak 0.1."""
+    out = np.zeros(n, np.float64)
+    at = 0
+    while at < n:
+        length = min(n - at, int(rng.uniform(0.25, 1.0) * rate))
+        t = np.arange(length) / rate
+        root = 110.0 * 2 ** (rng.integers(0, 24) / 12)
+        note = sum(sum(np.sin(2 * np.pi * root * r * h * t) / h**1.5 for h in range(1, 6)) for r in (1.0, 1.26, 1.5))
+        out[at : at + length] = note * np.minimum(1.0, t / 0.02) * np.exp(-t * rng.uniform(0.5, 3.0))
+        at += length
+    beat = (np.arange(n) % (rate // 2) < rate // 20) * rng.standard_normal(n) * 0.5
+    out += beat
+    return (0.1 * out / max(np.abs(out).max(), 1e-9)).astype(np.float32)
+
+
+def pink_noise(rng: np.random.Generator, n: int, rms: float = 0.05) -> np.ndarray:
+    spectrum = np.fft.rfft(rng.standard_normal(n)) / np.sqrt(np.arange(1, n // 2 + 2))
+    noise = np.fft.irfft(spectrum, n)
+    return (rms * noise / max(np.sqrt(np.mean(noise**2)), 1e-12)).astype(np.float32)
+
+
+def long_stretches(rng: np.random.Generator, duration: float) -> list[tuple[str, float, float]]:
+    """(kind, start, end) stretches of 10-35 s covering the video; speech first and in about a
+    third of the rest, so every video has some."""
+    stretches, at = [], 0.0
+    while at < duration:
+        end = min(duration, at + float(rng.uniform(10, 35)))
+        kind = "speech" if not stretches else KINDS[int(rng.choice(4, p=(0.35, 0.25, 0.2, 0.2)))]
+        stretches.append((kind, at, end))
+        at = end
+    return stretches
+
+
+def long_audio(rng: np.random.Generator, stretches: list[tuple[str, float, float]], duration: float) -> np.ndarray:
+    n = int(round(duration * SPEECH_RATE))
+    audio = 10 ** (-55 / 20) * rng.standard_normal(n).astype(np.float32)  # room tone under everything
+    for kind, start, end in stretches:
+        a, b = int(start * SPEECH_RATE), min(n, int(end * SPEECH_RATE))
+        if kind == "speech":
+            audio[a:b] += _speech_track(rng, (b - a) / SPEECH_RATE)[: b - a]
+        elif kind == "music":
+            audio[a:b] += music(rng, b - a)
+        elif kind == "noise":
+            audio[a:b] += pink_noise(rng, b - a)
+    return np.clip(audio, -1.0, 1.0)
+
+
+def write_long_video(path: Path, video: LongVideo) -> float:
+    """Render and encode one long video; returns its duration in seconds."""
+    rng = np.random.default_rng(video.seed)
+    n_frames = int(video.duration_s * LONG_FPS)
+    times = np.arange(n_frames) / LONG_FPS
+    duration = n_frames / LONG_FPS
+    stretches = long_stretches(rng, duration)
+    audio = long_audio(rng, stretches, duration)
+    hop = SPEECH_RATE // 50
+    level = np.sqrt(np.convolve(audio**2, np.ones(hop) / hop, mode="same"))
+    speaking = np.zeros(len(audio), bool)
+    for kind, start, end in stretches:
+        speaking[int(start * SPEECH_RATE) : int(end * SPEECH_RATE)] = kind == "speech"
+    jaw = np.where(speaking, np.clip(level / 0.1, 0, 1), 0.0)
+    # The face is away (the background shows) for 5-15 s in three videos of four.
+    away = (-1.0, -1.0)
+    if rng.uniform() < 0.75:
+        start = float(rng.uniform(0, duration - 15))
+        away = (start, start + float(rng.uniform(5, 15)))
+    smile, brow = float(rng.uniform(-1, 1)), float(rng.uniform(-1, 1))
+    fx, fy, drift = float(rng.uniform(0.05, 0.2)), float(rng.uniform(0.05, 0.2)), float(rng.uniform(10, 30))
+
+    def frames():
+        picture = None
+        step = round(LONG_FPS / LONG_RENDER_FPS)
+        for k, t in enumerate(times):
+            if k % step == 0:
+                if away[0] <= t < away[1]:
+                    square = render_face(size=HEIGHT, crop=BACKGROUND_CROP)
+                else:
+                    shift = (drift * math.sin(2 * math.pi * fx * t), 0.5 * drift * math.sin(2 * math.pi * fy * t))
+                    j = float(jaw[min(int(t * SPEECH_RATE), len(jaw) - 1)])
+                    square = render_face(
+                        size=HEIGHT,
+                        smile=smile * math.sin(0.1 * t),
+                        brow=brow * math.cos(0.07 * t),
+                        jaw=j,
+                        shift=shift,
+                        angle_deg=8 * math.sin(2 * math.pi * fx * 0.7 * t),
+                        crop=VIEW,
+                    )
+                pad = (WIDTH - HEIGHT) // 2
+                picture = cv2.copyMakeBorder(square, 0, 0, pad, WIDTH - HEIGHT - pad, cv2.BORDER_REFLECT)
+            yield picture
+
+    mux_clip(path, frames(), times, audio=audio, sample_rate=SPEECH_RATE, crf=23, preset="veryfast")
+    return float(duration)
+
+
+def _write_long(job: tuple[Path, LongVideo]) -> float:
+    cv2.setNumThreads(1)
+    return write_long_video(*job)
+
+
+def write_long_corpus(folder: Path, videos: list[LongVideo], *, workers: int = 2) -> dict[str, float]:
+    """Write every long video (skipping those already there); {clip_id: duration_s}."""
+    folder.mkdir(parents=True, exist_ok=True)
+    jobs = [(folder / f"{v.clip_id}.mp4", v) for v in videos]
+    todo = [job for job in jobs if not job[0].exists()]
+    with spawn_pool(max(1, workers)) as pool:
+        list(pool.map(_write_long, todo))
+    return _durations(jobs)
+
+
+def _durations(jobs: list[tuple[Path, object]]) -> dict[str, float]:
     import av
 
     durations = {}

@@ -96,7 +96,7 @@ def floor_asr(work: Path) -> tuple[dict, Callable[[], object]]:
 def floor_audio(work: Path) -> tuple[dict, Callable[[], object]]:
     import ctranslate2
 
-    from pipeline.runtime import usable_cpus
+    from pipeline.runtime.devices import usable_cpus
     from pipeline.whisper.models import load_whisper_model
 
     section = load_params(work / "params.yaml").features.audio
@@ -119,7 +119,7 @@ def floor_visual(work: Path) -> tuple[dict, Callable[[], object]]:
 
     from pipeline.decoded import iter_clip_frames
     from pipeline.features.visual import FaceGeometry, FerEmbedder
-    from pipeline.runtime import usable_cpus
+    from pipeline.runtime.devices import usable_cpus
 
     torch.set_num_threads(usable_cpus())
     fer, mesh = FerEmbedder(), FaceGeometry()

@@ -14,7 +14,7 @@ from pipeline.asr.recognizers import build_recognizer, transcribe_clip
 from pipeline.config import AsrParams, AudioFeatureParams
 from pipeline.decoded import AudioInput
 from pipeline.features.audio import build_audio_extractor
-from pipeline.whisper import encoder_states, geometry
+from pipeline.whisper import encoder_states, geometry, windows
 
 from .conftest import REALDATA
 
@@ -78,9 +78,44 @@ def test_kept_states_give_the_features_of_a_second_encoder_pass(
         assert np.abs(va - vb).max() < 1e-3 * np.abs(va).max()
 
 
-def test_no_states_beyond_one_window_or_with_vad(speech, recognizer) -> None:
-    long = np.concatenate([item.samples for item in speech] * 3)[: geometry.WINDOW_SAMPLES + geometry.FRAME_SAMPLES]
-    assert kept(recognizer, AudioInput("long", long, 16000, len(long) / 16000)) is None  # 30.02 s
+def long_clip(speech: list[AudioInput]) -> AudioInput:
+    """75 s: speech with pauses for 27 s, 3 s of silence, 40 s of tones and noise, speech again."""
+    rate = speech[0].sample_rate
+    t = np.arange(40 * rate) / rate
+    music = 0.05 * np.sin(2 * np.pi * 220 * t) * np.sin(2 * np.pi * 0.5 * t) + 0.02 * np.random.randn(len(t))
+    pause = np.zeros(rate, np.float32)
+    first = np.zeros(30 * rate, np.float32)
+    first[: 27 * rate] = np.concatenate([p for item in speech * 3 for p in (item.samples, pause)])[: 27 * rate]
+    samples = np.concatenate([first, music.astype(np.float32), speech[0].samples, pause]).astype(np.float32)
+    return AudioInput("long", samples, rate, len(samples) / rate)
+
+
+@pytest.mark.slow  # about 20 s: two passes over 75 s of audio
+def test_one_encoder_pass_at_any_length(speech, recognizer, extractor, monkeypatch) -> None:
+    item = long_clip(speech)
+    states = kept(recognizer, item)
+    n_windows = windows.count(len(item.samples))
+    assert n_windows == 3 and states.shape == (geometry.real_frames(len(item.samples)), extractor.dim)
+    # The decoder ran on windows 0 and 2 only (1 is tones and noise); every cover window it did not
+    # encode itself was encoded once for the features.
+    assert recognizer.passes["windows_skipped"] == 1
+    assert 1 <= recognizer.passes["cover"] <= n_windows - 1
+
+    encoded = extractor.extract_batch([item])[0]
+    calls = []
+    monkeypatch.setattr(extractor, "_encode", lambda batch: calls.append(batch) or 1 / 0)
+    with_states = dataclasses.replace(
+        item, encoder_states=encoder_states.as_stored(states), encoder_model=extractor.model_name
+    )
+    shared = extractor.extract_batch([with_states])[0]
+    assert calls == []  # features@audio: 0 encoder passes
+    np.testing.assert_array_equal(encoded.times, shared.times)
+    va, vb = encoded.values.astype(np.float64), shared.values.astype(np.float64)
+    cosine = (va * vb).sum(1) / np.linalg.norm(va, axis=1) / np.linalg.norm(vb, axis=1)
+    assert cosine.min() > 0.9999  # measured 0.99999999 on 112 s
+
+
+def test_no_states_with_vad_or_unshared(speech) -> None:
     with_vad = build_recognizer(AsrParams(vad=True), device="cpu", cpu_threads=2)
     assert kept(with_vad, speech[0]) is None
     assert not build_recognizer(AsrParams(share_encoder=False), device="cpu", cpu_threads=2).keep_states

@@ -10,11 +10,12 @@ from typing import Protocol
 import ctranslate2
 import numpy as np
 
+from pipeline.asr.encoder_cover import recording
+from pipeline.asr.speech_windows import clip_timestamps, speech_in_windows
 from pipeline.asr.transcripts import AsrClip, Segment, Transcript, Word, skip_reason, summarise
 from pipeline.config import AsrParams
 from pipeline.runtime.devices import ctranslate2_device, torch_device
-from pipeline.whisper import encoder_states
-from pipeline.whisper.geometry import real_frames
+from pipeline.whisper import windows
 from pipeline.whisper.models import as_16bit, load_whisper_model, to_whisper_rate
 
 # faster-whisper's default: a window whose text repeats itself (gzip compression ratio > 2.4) or
@@ -50,12 +51,17 @@ class FasterWhisperRecognizer:
         cpu_threads: int,
         word_timestamps: bool = False,
         keep_states: bool = False,
+        skip_speechless: bool = False,
     ) -> None:
         self.model = load_whisper_model(model, device=device, compute_type=compute_type, cpu_threads=cpu_threads)
-        # Keep the encoder states of clips that fit one window, for features@audio (not with VAD:
+        # Keep the encoder states of every clip's 30 s windows, for features@audio (not with VAD:
         # the encoder then sees the trimmed audio, not the clip).
         self.keep_states = keep_states and not vad
-        self.encoder_states: np.ndarray | None = None  # of the last clip recognised, when kept
+        self.skip_speechless = skip_speechless
+        self.encoder_states: np.ndarray | None = None  # (T, D) float16 of the last clip recognised, when kept
+        # Of the last clip: encoder windows the decoder ran, cover windows encoded for the features
+        # alone, windows decoded and skipped for want of speech (benchmarks and tests count them).
+        self.passes = {"decoder": 0, "cover": 0, "windows_skipped": 0}
         self.options = dict(
             language=language,
             beam_size=beam_size,
@@ -66,35 +72,27 @@ class FasterWhisperRecognizer:
         )
 
     def recognize(self, samples: np.ndarray) -> tuple[str | None, list[Segment]]:
-        keep = self.keep_states and encoder_states.shareable(len(samples))
-        with self._first_encoding() if keep else contextlib.nullcontext([]) as first:
-            language, segments = self._transcribe(samples, self.options)
-        self.encoder_states = first[0][: real_frames(len(samples))] if first else None
-        if not segments and self.options["vad_filter"]:
+        options = self.options
+        speech = None
+        if self.skip_speechless and windows.count(len(samples)) > 1:
+            speech = speech_in_windows(samples)
+            if not all(speech):
+                options = {**options, "clip_timestamps": clip_timestamps(speech)}
+        with recording(self.model, len(samples)) if self.keep_states else _no_cover() as cover:
+            nothing_to_decode = speech is not None and not any(speech)
+            language, segments = (None, []) if nothing_to_decode else self._transcribe(samples, options)
+        if cover is not None:
+            self.encoder_states = cover.complete(samples)
+            self.passes = {"decoder": cover.decoder_passes, "cover": cover.cover_passes}
+        else:
+            self.encoder_states = None
+            self.passes = {"decoder": None, "cover": 0}
+        self.passes["windows_skipped"] = 0 if speech is None else speech.count(False)
+        if not segments and self.options["vad_filter"] and (speech is None or any(speech)):
             # Silero VAD removed everything: on emotional or quiet real speech it drops whole clips
             # (6 of 1,440 RAVDESS clips), and decode has already ruled the track not silent.
-            language, segments = self._transcribe(samples, {**self.options, "vad_filter": False})
+            language, segments = self._transcribe(samples, {**options, "vad_filter": False})
         return language, segments
-
-    @contextlib.contextmanager
-    def _first_encoding(self) -> Iterator[list[np.ndarray]]:
-        """Records, as (1500, D) float32, the first window the model encodes while inside; the
-        decoder, its temperature fallback and word alignment all reuse that one encoding."""
-        first: list[np.ndarray] = []
-        encode = self.model.encode
-
-        def recording(features: np.ndarray):
-            output = encode(features)
-            if not first:
-                on_cpu = output if output.device == "cpu" else output.to_device(ctranslate2.Device.cpu)
-                first.append(np.array(on_cpu)[0])
-            return output
-
-        self.model.encode = recording
-        try:
-            yield first
-        finally:
-            del self.model.encode  # the class's method again
 
     def _transcribe(self, samples: np.ndarray, options: dict) -> tuple[str | None, list[Segment]]:
         ctranslate2.set_random_seed(SAMPLING_SEED)  # the same transcript whatever ran before
@@ -113,6 +111,11 @@ class FasterWhisperRecognizer:
             for s in raw  # a generator: decoding happens while iterating
         ]
         return info.language, segments
+
+
+@contextlib.contextmanager
+def _no_cover() -> Iterator[None]:
+    yield None
 
 
 class OpenAIWhisperRecognizer:
@@ -188,6 +191,7 @@ def build_recognizer(params: AsrParams, *, device: str, cpu_threads: int) -> Rec
         cpu_threads=cpu_threads,
         word_timestamps=params.word_timestamps,
         keep_states=params.share_encoder,
+        skip_speechless=params.skip_speechless,
     )
 
 

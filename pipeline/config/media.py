@@ -152,10 +152,16 @@ class AsrParams(Section):
     # speech it raised WER (docs/silence-and-speech.md); when on, a clip it empties is
     # transcribed again without it.
     vad: bool = False
-    # faster-whisper without VAD: keep each clip's Whisper encoder states (clips up to 30 s) in
-    # data/asr/encoder, so features@audio with the same encoder pools them instead of encoding
-    # again (float16: 51 KB per second of audio with base). pipeline/whisper/encoder_states.py.
+    # faster-whisper without VAD: keep the Whisper encoder states of each clip's 30 s windows (any
+    # length) in data/asr/encoder, so features@audio with the same encoder pools them instead of
+    # encoding again (float16: 51 KB per second of audio, 184 MB per media hour with base).
+    # pipeline/whisper/encoder_states.py.
     share_encoder: bool = True
+    # faster-whisper, clips longer than one 30 s window: decode only the windows in which
+    # Silero VAD on the levelled audio finds speech, as decode's silence check does
+    # (pipeline/asr/speech_windows.py); music and noise are then not decoded. A clip of one
+    # window is decoded as the bare call decodes it.
+    skip_speechless: bool = True
     # Per-word times in the transcripts' segments. Off, as in a bare faster-whisper call: with them
     # faster-whisper seeks back to the last word's end and decodes the rest of the window again,
     # which wrote words into the room tone after quiet speech (docs/silence-and-speech.md).

@@ -85,21 +85,21 @@ def decoded_inputs(
         usable = [c for c in clip_ids if not blocked(c)]
         yield from (Unavailable(c, blocked(c)) for c in clip_ids if blocked(c))
         if usable:
-            yield from _with_states(reader(decoded, clip_ids=usable), shared, shared_model, usable)
+            yield from _with_states(reader(decoded, clip_ids=usable), shared, shared_model)
 
     return clip_digest, inputs
 
 
-def _with_states(items: Iterator, shared: dict[str, Path], model: str, clip_ids: list[str]) -> Iterator:
-    """Audio inputs with the encoder states ASR kept for them (one read of their shard files)."""
+def _with_states(items: Iterator, shared: dict[str, Path], model: str) -> Iterator:
+    """Audio inputs with the encoder states ASR kept for them, read clip by clip as the inputs come
+    (a long clip's states are tens of MB: a batch's worth at once would not be bounded)."""
     if not shared:
         yield from items
         return
     from pipeline.whisper import encoder_states
 
-    states = dict(encoder_states.read(shared, clip_ids))
     for item in items:
-        kept = states.get(item.clip_id)
+        kept = next(encoder_states.read(shared, [item.clip_id]), (None, None))[1]
         yield item if kept is None else dataclasses.replace(item, encoder_states=kept, encoder_model=model)
 
 

@@ -11,7 +11,7 @@ optionally average-pooled to ``pool_fps``.
   do before transcribing), cut into ``window_s`` windows of its content frames (as faster-whisper
   cuts them), each zero-padded to the encoder's fixed 3000 mel frames (30 s), encoded in batches
   of ``batch_size`` windows across clips: (B, n_mels, 3000) -> (B, 1500, D), D = 512 for base,
-  384 for tiny.en. A clip of at most 30 s whose states ASR kept (``pipeline.whisper.encoder_states``,
+  384 for tiny.en. A clip (of any length) whose states ASR kept (``pipeline.whisper.encoder_states``,
   same model and compute type, ``window_s`` 30) is not encoded again: its kept states are pooled.
 - Any Hugging Face model with a convolutional waveform encoder (wav2vec2, HuBERT, WavLM, ...):
   last hidden state per frame. For checkpoints of audeering's dimensional emotion model (config

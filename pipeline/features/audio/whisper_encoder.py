@@ -10,8 +10,16 @@ from pipeline.decoded import AudioInput
 from pipeline.features import ClipFeatures
 from pipeline.features.audio.frames import Window, finish_clip, pool_frames, samples_problem
 from pipeline.runtime.devices import usable_cpus
-from pipeline.whisper import encoder_states
-from pipeline.whisper.geometry import FRAME_SAMPLES, HOP_SAMPLES, SAMPLE_RATE, WINDOW_MEL, real_frames
+from pipeline.whisper import encoder_states, windows
+from pipeline.whisper.geometry import (
+    FRAME_SAMPLES,
+    HOP_SAMPLES,
+    SAMPLE_RATE,
+    WINDOW_MEL,
+    WINDOW_SAMPLES,
+    frame_times,
+    real_frames,
+)
 from pipeline.whisper.models import as_16bit, load_whisper_model, to_whisper_rate
 
 # The CTranslate2 model does not expose its width; it is read off one encoded window per process.
@@ -66,28 +74,27 @@ class WhisperEncoderExtractor:
         return self._cut(index, mel, len(samples))
 
     def _cut(self, index: int, mel: np.ndarray, n_samples: int) -> Iterator[Window]:
-        # The last mel frame covers only the extractor's padding: faster-whisper leaves it out of
-        # its windows, and so do these, so that a clip's first window is the one ASR encodes.
-        content = mel.shape[1] - 1
-        window_samples = self.window_mel * HOP_SAMPLES
-        for start in range(0, n_samples, window_samples):
-            real = min(window_samples, n_samples - start)
-            first = start // HOP_SAMPLES
-            piece = mel[:, first : min(first + self.window_mel, content)]
-            padded = np.zeros((self.n_mels, WINDOW_MEL), np.float32)
-            padded[:, : piece.shape[1]] = piece
-            yield Window(index, padded, start / SAMPLE_RATE, real_frames(real))
+        # The regular cover of pipeline/whisper/windows.py: the windows faster-whisper cuts when it
+        # seeks to a multiple of window_s, so that ASR's kept states are these windows' states.
+        window_s = self.window_mel * HOP_SAMPLES / SAMPLE_RATE
+        for k, array in windows.cover(mel, n_samples, self.window_mel):
+            yield Window(index, array, k * window_s, windows.real_window_frames(n_samples, k, self.window_mel))
 
-    def _shared(self, item: AudioInput, n_samples: int) -> tuple[np.ndarray, np.ndarray] | None:
-        """The clip's (states, times) from the states ASR kept, pooled as an encoded window would
-        be; None when there are none from this encoder for exactly this audio in one window."""
+    def _shared(self, item: AudioInput, n_samples: int) -> list[tuple[np.ndarray, np.ndarray]] | None:
+        """The clip's windows as (states, times) from the states ASR kept, pooled as encoded windows
+        are; None when there are none from this encoder for exactly this audio's cover."""
         states = item.encoder_states
         if states is None or item.encoder_model != self.model_name or self.window_mel != WINDOW_MEL:
             return None
-        if not encoder_states.shareable(n_samples) or states.shape != (real_frames(n_samples), self.dim):
+        if states.shape != (real_frames(n_samples), self.dim):
             return None
-        times = ((np.arange(len(states)) + 0.5) * (FRAME_SAMPLES / SAMPLE_RATE)).astype(np.float32)
-        return pool_frames(states, times, self.pool_fps) if self._pool_windows else (states, times)
+        parts, first = [], 0
+        for k in range(windows.count(n_samples)):
+            n = windows.real_window_frames(n_samples, k)
+            part = (states[first : first + n], frame_times(n, k * WINDOW_SAMPLES / SAMPLE_RATE).astype(np.float32))
+            parts.append(pool_frames(*part, self.pool_fps) if self._pool_windows else part)
+            first += n
+        return parts
 
     def extract_batch(self, inputs: Sequence[AudioInput]) -> list[ClipFeatures]:
         """One record per input, in order; windows of different clips share encoder batches. A clip
@@ -115,7 +122,7 @@ class WhisperEncoderExtractor:
             samples = as_16bit(to_whisper_rate(np.asarray(item.samples, np.float32), item.sample_rate))
             shared = self._shared(item, len(samples))
             if shared is not None:
-                parts[index].append(shared)
+                parts[index].extend(shared)
                 continue
             try:
                 windows = self._windows(index, samples)
