@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.scale_corpus import music, pink_noise
 from pipeline.asr import AsrClip, word_errors, words
 from pipeline.asr.recognizers import build_recognizer, transcribe_clip
 from pipeline.asr.speech_windows import speech_in_windows
@@ -52,28 +53,10 @@ THREADS = 2
 
 
 def music_track(seconds: float, seed: int = 0) -> np.ndarray:
-    """A third chords (harmonic tones, random notes every 0.25-1 s, a beat), a third pink noise,
-    a third both, at about -20 dBFS."""
+    """A third chords (``scale_corpus.music``), a third pink noise, a third both, at about -20 dBFS."""
     rng = np.random.default_rng(seed)
     n = int(seconds * SAMPLE_RATE)
-    chords = np.zeros(n, np.float64)
-    at = 0
-    while at < n:
-        length = min(n - at, int(rng.uniform(0.25, 1.0) * SAMPLE_RATE))
-        t = np.arange(length) / SAMPLE_RATE
-        root = 110.0 * 2 ** (rng.integers(0, 24) / 12)
-        note = sum(
-            sum(np.sin(2 * np.pi * root * ratio * h * t) / h**1.5 for h in range(1, 6)) for ratio in (1.0, 1.26, 1.5)
-        )
-        envelope = np.minimum(1.0, t / 0.02) * np.exp(-t * rng.uniform(0.5, 3.0))
-        chords[at : at + length] = note * envelope
-        at += length
-    beat = (np.arange(n) % (SAMPLE_RATE // 2) < 800) * rng.standard_normal(n) * 0.5
-    chords = 0.1 * (chords + beat) / np.abs(chords).max()
-    white = rng.standard_normal(n)
-    spectrum = np.fft.rfft(white) / np.sqrt(np.arange(1, n // 2 + 2))
-    pink = np.fft.irfft(spectrum, n)
-    pink = 0.1 * pink / np.sqrt(np.mean(pink**2))
+    chords, pink = music(rng, n, SAMPLE_RATE), pink_noise(rng, n, rms=0.1)
     third = n // 3
     track = np.concatenate([chords[:third], pink[third : 2 * third], chords[2 * third :] + pink[2 * third :]])
     return np.clip(track, -1, 1).astype(np.float32)

@@ -44,7 +44,7 @@ from pathlib import Path
 
 import yaml
 
-from benchmarks.scale_corpus import plan_corpus, plan_long_corpus, write_corpus, write_long_corpus
+from benchmarks.scale_corpus import plan_corpus, plan_long_corpus, write_corpus
 from pipeline.atomic import write_json, write_text
 from pipeline.emotions import EMOTIONS
 
@@ -139,7 +139,7 @@ def _bytes(work: Path, paths: list[str]) -> int:
 def prepare(work: Path, n_clips: int, long_s: float, corpus: str = "hume") -> dict[str, float]:
     """The corpus, its manifest CSV and a params.yaml pointing ingest at it; {clip_id: seconds}."""
     if corpus == "long":
-        durations = write_long_corpus(work / "corpus", plan_long_corpus(n_clips))
+        durations = write_corpus(work / "corpus", plan_long_corpus(n_clips))
     else:
         durations = write_corpus(work / "corpus", plan_corpus(n_clips, long_s=long_s, seed=0))
     lines = [",".join(("Filename", "path", "split", *EMOTIONS))]

@@ -8,7 +8,7 @@ frame, as a webcam shows it, and the demo's espeak-ng sentences repeated with pa
 clip. Durations are lognormal with the Hume mean and p95 (sigma 0.347, mu 1.871, cut to
 [1, 30] s), plus one clip of ``long_s`` seconds. Everything is a pure function of the seed.
 
-The long corpus (``plan_long_corpus``, ``write_long_corpus``): Aff-Wild2 (594 tracks, about 28
+The long corpus (``plan_long_corpus``, ``write_corpus``): Aff-Wild2 (594 tracks, about 28
 media hours at about 30 fps) has videos of minutes in which people speak only now and then, over
 music, noise or nothing. Each long video here is 60-120 s of stretches of 10-35 s: speech (the
 same espeak sentences), music (chords of harmonic tones with a beat), pink noise, or room tone;
@@ -100,15 +100,16 @@ def write_webcam_clip(path: Path, clip: WebcamClip) -> float:
     return float(duration)
 
 
-def _write(job: tuple[Path, WebcamClip]) -> float:
+def _write(job: tuple[Path, WebcamClip | LongVideo]) -> float:
     cv2.setNumThreads(1)
-    return write_webcam_clip(*job)
+    path, item = job
+    return write_webcam_clip(path, item) if isinstance(item, WebcamClip) else write_long_video(path, item)
 
 
-def write_corpus(folder: Path, clips: list[WebcamClip], *, workers: int = 2) -> dict[str, float]:
-    """Write every clip (skipping those already there); {clip_id: duration_s}."""
+def write_corpus(folder: Path, items: list[WebcamClip] | list[LongVideo], *, workers: int = 2) -> dict[str, float]:
+    """Write every clip or long video (skipping those already there); {clip_id: duration_s}."""
     folder.mkdir(parents=True, exist_ok=True)
-    jobs = [(folder / f"{c.clip_id}.mp4", c) for c in clips]
+    jobs = [(folder / f"{c.clip_id}.mp4", c) for c in items]
     todo = [job for job in jobs if not job[0].exists()]
     with spawn_pool(max(1, workers)) as pool:
         list(pool.map(_write, todo))
@@ -230,21 +231,6 @@ def write_long_video(path: Path, video: LongVideo) -> float:
 
     mux_clip(path, frames(), times, audio=audio, sample_rate=SPEECH_RATE, crf=23, preset="veryfast")
     return float(duration)
-
-
-def _write_long(job: tuple[Path, LongVideo]) -> float:
-    cv2.setNumThreads(1)
-    return write_long_video(*job)
-
-
-def write_long_corpus(folder: Path, videos: list[LongVideo], *, workers: int = 2) -> dict[str, float]:
-    """Write every long video (skipping those already there); {clip_id: duration_s}."""
-    folder.mkdir(parents=True, exist_ok=True)
-    jobs = [(folder / f"{v.clip_id}.mp4", v) for v in videos]
-    todo = [job for job in jobs if not job[0].exists()]
-    with spawn_pool(max(1, workers)) as pool:
-        list(pool.map(_write_long, todo))
-    return _durations(jobs)
 
 
 def _durations(jobs: list[tuple[Path, object]]) -> dict[str, float]:
