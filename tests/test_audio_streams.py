@@ -15,7 +15,7 @@ import pytest
 
 from pipeline.config import DecodeParams
 from pipeline.decode import decode_clip
-from pipeline.decode.audio import active_level_dbfs, level_dbfs
+from pipeline.levels import active_level_dbfs, level_dbfs
 
 from .conftest import REPO
 

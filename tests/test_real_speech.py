@@ -16,7 +16,7 @@ from fixtures.speech import SpeechFile, bare_transcripts, quiet_copy, ravdess, r
 from pipeline.asr import AsrClip, FasterWhisperRecognizer, transcribe_clips, word_errors, words
 from pipeline.config import AsrParams, DecodeParams
 from pipeline.decode import decode_clip
-from pipeline.decode.audio import active_level_dbfs
+from pipeline.levels import active_level_dbfs
 
 from .conftest import REALDATA
 

@@ -5,9 +5,9 @@ through its temperatures on each (the decoder, not the encoder, is most of that 
 decode's silence check (pipeline/decode/speech.py, levels from pipeline/decode/audio.py) applied per
 window: Silero VAD on the window scaled so that its loudest frames sit at a speaking level, which
 found speech in all 480 real speech tracks of docs/silence-and-speech.md, quiet copies 30 dB down
-included, and none in hum or noise. The few lines are repeated here rather than imported: importing
-any decode module imports all of decode (its package imports PyAV, the video readers...), and ASR
-would then rerun on every change to decode's code. Each window is tested with ``MARGIN_S`` of its
+included, and none in hum or noise. The levels come from ``pipeline/levels.py`` (numpy only), not
+from decode: importing any decode module imports all of decode, and ASR would then rerun on every
+change to decode's code. Each window is tested with ``MARGIN_S`` of its
 neighbours on both sides, so a word cut by a window boundary counts on both.
 
 Clips of one window are never tested: they are decoded as the bare faster-whisper call decodes
@@ -16,10 +16,9 @@ them (a short clip of vocal bursts or quiet speech keeps whatever text Whisper f
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
+from pipeline.levels import active_level_dbfs, to_speaking_level
 from pipeline.whisper import windows
 from pipeline.whisper.geometry import SAMPLE_RATE, WINDOW_SAMPLES
 
@@ -27,23 +26,11 @@ MARGIN_S = 1.0
 # Shorter detections do not count: on the music of benchmarks/bench_long_asr.py Silero's only
 # false detections were blips of 32 ms (after removing its padding); a spoken word lasts longer.
 MIN_SPEECH_S = 0.2
-# decode's levelling: the RMS of the loudest 10% of 50 ms frames is scaled to -20 dBFS.
-ACTIVE_FRAME_S = 0.05
-ACTIVE_FRACTION = 0.10
-TARGET_ACTIVE_DBFS = -20.0
 
 
 def levelled(samples: np.ndarray) -> np.ndarray:
-    """16 kHz ``samples`` scaled so that their active level is ``TARGET_ACTIVE_DBFS`` (all-zero
-    audio stays zero)."""
-    frame = round(ACTIVE_FRAME_S * SAMPLE_RATE)
-    n_frames = max(1, len(samples) // frame)
-    power = np.mean(np.square(samples[: n_frames * frame].reshape(n_frames, -1), dtype=np.float64), axis=1)
-    rms = math.sqrt(float(np.mean(np.sort(power)[-max(1, math.ceil(ACTIVE_FRACTION * n_frames)) :])))
-    if rms == 0:
-        return samples
-    gain = 10.0 ** (TARGET_ACTIVE_DBFS / 20.0) / rms
-    return np.clip(samples * np.float32(gain), -1.0, 1.0).astype(np.float32)
+    """16 kHz ``samples`` at a speaking level (``pipeline.levels``, as decode's silence check)."""
+    return to_speaking_level(samples, active_level_dbfs(samples, SAMPLE_RATE))
 
 
 def speech_spans(samples: np.ndarray) -> list[tuple[int, int]]:

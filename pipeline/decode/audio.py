@@ -1,4 +1,4 @@
-"""Audio decoding: mono float32 at the decode rate on the clip's timeline, and its levels."""
+"""Audio decoding: mono float32 at the decode rate on the clip's timeline (levels: pipeline/levels.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import numpy as np
 
 from pipeline.decode.probe import StreamLog, decoded_frames
 
-SILENCE_FLOOR_DBFS = -200.0
+# The levels (pipeline/levels.py) are shared with ASR's speech test, which must not import decode.
+from pipeline.levels import active_level_dbfs
 
 
 def decode_audio(path: str, index: int, *, sample_rate: int, origin: Fraction, log: StreamLog) -> np.ndarray | None:
@@ -59,44 +60,6 @@ def repair_nonfinite(samples: np.ndarray) -> tuple[np.ndarray, int]:
     repaired = samples.copy()
     repaired[bad] = 0.0
     return repaired, count
-
-
-def without_dc(samples: np.ndarray) -> np.ndarray:
-    """``samples`` minus their mean, float64. A track that only holds a DC offset (a recorder's
-    input with nothing plugged in, a bad ADC) has an RMS of its offset but says nothing: every
-    level check reads the signal around the mean."""
-    values = samples.astype(np.float64)
-    return values - values.mean() if values.size else values
-
-
-def level_dbfs(samples: np.ndarray) -> float:
-    """RMS level around the mean (DC removed) in dB full scale, floored at ``SILENCE_FLOOR_DBFS``."""
-    if samples.size == 0:
-        return SILENCE_FLOOR_DBFS
-    rms = math.sqrt(float(np.mean(np.square(without_dc(samples)))))
-    return max(SILENCE_FLOOR_DBFS, 20.0 * math.log10(rms)) if rms > 0 else SILENCE_FLOOR_DBFS
-
-
-# The active level: the loudest 10% of 50 ms frames. Speech fills a fraction of a clip (RAVDESS
-# clips hold about a second of room tone at each end), so the whole-clip RMS sits 10-15 dB below
-# the level of the speech itself and ranks quiet deliveries (calm, sad) as silence first.
-ACTIVE_FRAME_S = 0.05
-ACTIVE_FRACTION = 0.10
-
-
-def active_level_dbfs(samples: np.ndarray, sample_rate: int) -> float:
-    """RMS of the loudest ``ACTIVE_FRACTION`` of ``ACTIVE_FRAME_S`` frames in dB full scale (the
-    whole track when shorter than one frame), floored at ``SILENCE_FLOOR_DBFS``; the track's
-    mean (DC offset) is removed first."""
-    frame = max(1, round(ACTIVE_FRAME_S * sample_rate))
-    n_frames = len(samples) // frame
-    if n_frames == 0:
-        return level_dbfs(samples)
-    centred = without_dc(samples)
-    power = np.mean(np.square(centred[: n_frames * frame].reshape(n_frames, frame)), axis=1)
-    loudest = np.sort(power)[-max(1, math.ceil(ACTIVE_FRACTION * n_frames)) :]
-    rms = math.sqrt(float(np.mean(loudest)))
-    return max(SILENCE_FLOOR_DBFS, 20.0 * math.log10(rms)) if rms > 0 else SILENCE_FLOOR_DBFS
 
 
 # How much of each candidate stream is decoded to tell a silent track from one with signal: a

@@ -12,15 +12,7 @@ import numpy as np
 
 from pipeline.cli import describe
 from pipeline.config import DecodeParams
-from pipeline.decode.audio import (
-    active_level_dbfs,
-    choose_audio_stream,
-    decode_audio,
-    fit_to_duration,
-    level_dbfs,
-    repair_nonfinite,
-    without_dc,
-)
+from pipeline.decode.audio import choose_audio_stream, decode_audio, fit_to_duration, repair_nonfinite
 from pipeline.decode.faces import DETECTOR, FaceDetector, FaceSource, crop_face, read_organiser_crop
 from pipeline.decode.faults import Observations, audio_unusable, classify, needs_speech_check
 from pipeline.decode.probe import Probe, StreamLog, audio_stream_times, probe
@@ -36,6 +28,7 @@ from pipeline.decoded import (
     from_pcm16,
     to_pcm16,
 )
+from pipeline.levels import active_level_dbfs, level_dbfs, without_dc
 from pipeline.runtime.devices import usable_cpus
 
 

@@ -13,10 +13,9 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.decoded import resample
+from pipeline.levels import to_speaking_level
 
 VAD_SAMPLE_RATE = 16000  # Silero's rate
-# The loudest frames are scaled to this level before VAD: a normal speaking level in a recording.
-TARGET_ACTIVE_DBFS = -20.0
 
 
 def speech_found(samples: np.ndarray, sample_rate: int, active_dbfs: float) -> bool:
@@ -24,6 +23,5 @@ def speech_found(samples: np.ndarray, sample_rate: int, active_dbfs: float) -> b
     in ``samples`` scaled so that its active level is ``TARGET_ACTIVE_DBFS``."""
     from faster_whisper.vad import VadOptions, get_speech_timestamps  # onnxruntime: only when needed
 
-    gain = 10.0 ** ((TARGET_ACTIVE_DBFS - active_dbfs) / 20.0)
-    scaled = np.clip(resample(samples, sample_rate, VAD_SAMPLE_RATE) * np.float32(gain), -1.0, 1.0).astype(np.float32)
+    scaled = to_speaking_level(resample(samples, sample_rate, VAD_SAMPLE_RATE), active_dbfs)
     return bool(get_speech_timestamps(scaled, VadOptions()))
