@@ -173,7 +173,14 @@ class ClipDecoder:
     ) -> tuple[Fraction | None, bool]:
         """Sample, detect and hand on the frames; -> (clip origin in file time, any frame decoded)."""
         try:
-            sampler = VideoSampler(path, index, fps=self.fps, max_side=self.params.max_side, threads=self.threads)
+            sampler = VideoSampler(
+                path,
+                index,
+                fps=self.fps,
+                max_side=self.params.max_side,
+                threads=self.threads,
+                pictures=faces.crop_dir is None,  # organiser crops: no frame is converted to RGB
+            )
         except Exception as error:  # noqa: BLE001 - the stream cannot even be demuxed
             obs.errors.append(f"video: {describe(error)}")
             return None, False

@@ -42,8 +42,12 @@ class VideoSampler:
     read; iterating raises on decoder bugs (a bad packet is only counted in ``log``).
     """
 
-    def __init__(self, path: str, video_index: int, *, fps: Fraction, max_side: int, threads: int) -> None:
+    def __init__(
+        self, path: str, video_index: int, *, fps: Fraction, max_side: int, threads: int, pictures: bool = True
+    ) -> None:
         self.path, self.index, self.fps, self.max_side, self.threads = path, video_index, fps, max_side, threads
+        # False: yield None for rgb (a track with organiser crops needs the timeline, not the pixels).
+        self.pictures = pictures
         self.log = StreamLog("video")
         self.n_decoded = 0
         self.frame_pts: list[float] = []
@@ -64,12 +68,12 @@ class VideoSampler:
             if end is not None and self.origin is not None:
                 self.duration = max(end - self.origin, Fraction(0))
 
-    def __iter__(self) -> Iterator[tuple[int, float, np.ndarray, bool]]:
-        converted: tuple[av.VideoFrame, np.ndarray] | None = None
+    def __iter__(self) -> Iterator[tuple[int, float, np.ndarray | None, bool]]:
+        converted: tuple[av.VideoFrame, np.ndarray | None] | None = None
         for i, pts, frame in self._chosen():
             new = converted is None or converted[0] is not frame
             if new:
-                converted = (frame, self._to_rgb(frame))
+                converted = (frame, self._to_rgb(frame) if self.pictures else None)
             yield i, float(pts), converted[1], new
 
     def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
