@@ -27,7 +27,14 @@ def test_pcm16_round_trip_is_the_16bit_grid() -> None:
     assert stored.dtype == np.int16 and stored.min() == -32768 and stored.max() == 32767  # clipped, not wrapped
     np.testing.assert_array_equal(from_pcm16(stored), as_16bit(x))
     assert from_pcm16(stored).dtype == np.float32
-    assert to_pcm16(np.array([np.nan, np.inf], np.float32)).tolist() == [0, 32767]
+    extremes = np.array([np.nan, np.inf, -np.inf, 3e38, -3e38], np.float32)
+    assert to_pcm16(extremes).tolist() == [0, 32767, -32768, 32767, -32768]
+    # float32 is rounded in float32: the same integers as through float64, half steps included
+    halves = (np.arange(-40, 40) + 0.5).astype(np.float32) / np.float32(32768.0)
+    for values in (x, halves, np.random.default_rng(1).standard_normal(10_000).astype(np.float32) * 1e-3):
+        np.testing.assert_array_equal(to_pcm16(values), to_pcm16(values.astype(np.float64)))
+        expected = np.clip(np.rint(values.astype(np.float64) * 32768.0), -32768, 32767)
+        np.testing.assert_array_equal(to_pcm16(values), expected)
 
 
 @pytest.mark.skipif(not VIDEO.is_file(), reason="needs ../shared/realdata")

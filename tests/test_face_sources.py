@@ -1,7 +1,8 @@
 """Where a clip's face crops come from: the organisers' crop folder (by decoded-frame number, a missing
 crop is a frame without a face) or the detector, kept to one half of the frame for the _left/_right
-tracks of a shared video; the status table says which. Also the manifest's media digests, which make
-decode rerun for a replaced video and only then."""
+tracks of a shared video; the status table says which. The crop's geometry inside and at the edge
+of the frame. Also the manifest's media digests, which make decode rerun for a replaced video and
+only then."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from fixtures.affwild2 import MISSING_CROPS, TRACKS, write_crops, write_video
 from pipeline.config import DecodeParams
 from pipeline.decode import ClipJob, clip_jobs, decode_clip, decode_shard
 from pipeline.decode.clip import ClipDecoder
-from pipeline.decode.faces import FaceSource
+from pipeline.decode.faces import FaceSource, crop_face
 from pipeline.decoded import decode_crop, iter_clip_frames
 from pipeline.ingest.release import media_digests
 
@@ -119,3 +120,17 @@ def test_media_digests_follow_the_bytes_not_the_path(tmp_path: Path) -> None:
     assert first[0] == first[1] == first[2] and first[3] is None and len(first[0]) == 32
     a.write_bytes(b"another video")  # replaced under the same path: decode must run again
     assert media_digests([str(a)])[0] != first[0]
+
+
+def test_crop_is_the_square_around_the_box_black_beyond_the_frame() -> None:
+    rgb = np.random.default_rng(0).integers(0, 256, (120, 200, 3), np.uint8)
+    # Inside: the square (box side 40 x 1.5 = 60, centred on the box) resized, nothing else.
+    inside = crop_face(rgb, (80.0, 30.0, 120.0, 70.0), size=32, margin=0.25)
+    expected = cv2.resize(np.ascontiguousarray(rgb[20:80, 70:130]), (32, 32), interpolation=cv2.INTER_AREA)
+    np.testing.assert_array_equal(inside, expected)
+    # At the left and top edges: the same square, its part outside the frame black, the face centred.
+    edge = crop_face(rgb, (0.0, 0.0, 40.0, 40.0), size=60, margin=0.25)
+    square = np.zeros((60, 60, 3), np.uint8)
+    square[10:, 10:] = rgb[:50, :50]
+    np.testing.assert_array_equal(edge, square)  # 60 -> 60: the resize keeps every pixel
+    assert not edge[:10].any() and not edge[:, :10].any()

@@ -146,10 +146,13 @@ def crop_face(rgb: np.ndarray, box: tuple[float, float, float, float], *, size: 
     side = max(1, int(round(max(x1 - x0, y1 - y0) * (1.0 + 2.0 * margin))))
     left = int(round((x0 + x1) / 2.0 - side / 2.0))
     top = int(round((y0 + y1) / 2.0 - side / 2.0))
-    square = np.zeros((side, side, 3), np.uint8)
-    src_x0, src_y0 = max(left, 0), max(top, 0)
-    src_x1, src_y1 = min(left + side, width), min(top + side, height)
-    if src_x1 > src_x0 and src_y1 > src_y0:
-        square[src_y0 - top : src_y1 - top, src_x0 - left : src_x1 - left] = rgb[src_y0:src_y1, src_x0:src_x1]
+    if left >= 0 and top >= 0 and left + side <= width and top + side <= height:
+        square = rgb[top : top + side, left : left + side]  # inside the image: a view, no padded copy
+    else:
+        square = np.zeros((side, side, 3), np.uint8)
+        src_x0, src_y0 = max(left, 0), max(top, 0)
+        src_x1, src_y1 = min(left + side, width), min(top + side, height)
+        if src_x1 > src_x0 and src_y1 > src_y0:
+            square[src_y0 - top : src_y1 - top, src_x0 - left : src_x1 - left] = rgb[src_y0:src_y1, src_x0:src_x1]
     # INTER_AREA averages the source pixels under each output pixel: no aliasing when shrinking.
     return cv2.resize(square, (size, size), interpolation=cv2.INTER_AREA)
