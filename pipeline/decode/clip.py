@@ -128,7 +128,7 @@ class ClipDecoder:
         found = self._probe(path, obs)
         if found is not None:
             if found.video_index is not None:
-                origin, has_video = self._read_video(path, found.video_index, clip_id, on_frames, obs, faces)
+                origin, has_video = self._read_video(path, found, clip_id, on_frames, obs, faces)
             else:
                 origin, obs.duration = found.audio_origin, found.audio_duration
             if found.audio_index is not None:
@@ -165,7 +165,7 @@ class ClipDecoder:
     def _read_video(
         self,
         path: str,
-        index: int,
+        found: Probe,
         clip_id: str,
         on_frames: Callable[[FrameRows], None],
         obs: Observations,
@@ -175,11 +175,12 @@ class ClipDecoder:
         try:
             sampler = VideoSampler(
                 path,
-                index,
+                found.video_index,
                 fps=self.fps,
                 max_side=self.params.max_side,
                 threads=self.threads,
                 pictures=faces.crop_dir is None,  # organiser crops: no frame is converted to RGB
+                header_times=found.video_times,
             )
         except Exception as error:  # noqa: BLE001 - the stream cannot even be demuxed
             obs.errors.append(f"video: {describe(error)}")

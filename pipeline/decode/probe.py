@@ -27,6 +27,7 @@ class Probe:
     audio_origin: Fraction | None
     audio_duration: Fraction | None
     audio_candidates: list[int] = field(default_factory=list)
+    video_times: tuple[Fraction | None, Fraction | None] = (None, None)  # stream_times of video_index
 
 
 def stream_times(stream: av.stream.Stream) -> tuple[Fraction | None, Fraction | None]:
@@ -52,6 +53,7 @@ def probe(path: str) -> Probe:
             audio_origin=a_start,
             audio_duration=a_dur,
             audio_candidates=[s.index for s in audios],
+            video_times=stream_times(video) if video is not None else (None, None),
         )
 
 

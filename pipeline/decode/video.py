@@ -43,7 +43,15 @@ class VideoSampler:
     """
 
     def __init__(
-        self, path: str, video_index: int, *, fps: Fraction, max_side: int, threads: int, pictures: bool = True
+        self,
+        path: str,
+        video_index: int,
+        *,
+        fps: Fraction,
+        max_side: int,
+        threads: int,
+        pictures: bool = True,
+        header_times: tuple[Fraction | None, Fraction | None] | None = None,
     ) -> None:
         self.path, self.index, self.fps, self.max_side, self.threads = path, video_index, fps, max_side, threads
         # False: yield None for rgb (a track with organiser crops needs the timeline, not the pixels).
@@ -58,9 +66,10 @@ class VideoSampler:
         self._size: tuple[int, int] | None = None
         self._sar: Fraction | None = None
         self._rotation = 0
-        with av.open(path) as container:
-            stream = container.streams[video_index]
-            self.origin, self.duration = stream_times(stream)
+        if header_times is None:  # else the stream's (start, duration) as a probe read them
+            with av.open(path) as container:
+                header_times = stream_times(container.streams[video_index])
+        self.origin, self.duration = header_times
         self.header_duration = self.duration is not None
         if self.duration is None:
             first, end = video_end_by_demux(path, video_index)
