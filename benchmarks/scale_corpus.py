@@ -4,17 +4,29 @@ Hume-Vidmimic2 (../shared/docs/hume-vidmimic2.md): 17,246 clips, about 33 h, mea
 11.5 s, a few up to 20 minutes; variable-frame-rate webcam video. Here each clip is 640x480 H.264
 (yuv420p) + AAC mono 16 kHz, at about 30 fps with jittered whole-millisecond timestamps (VFR), the
 demo's real face (the astronaut photo, warped by expression fields and head motion) smaller in the
-frame, as a webcam shows it, and the demo's espeak-ng sentences repeated with pauses to fill the
-clip. Durations are lognormal with the Hume mean and p95 (sigma 0.347, mu 1.871, cut to
-[1, 30] s), plus one clip of ``long_s`` seconds. Everything is a pure function of the seed.
+frame, as a webcam shows it, under a camera's sensor noise (below), and the demo's espeak-ng
+sentences repeated with pauses to fill the clip. Durations are lognormal with the Hume mean and
+p95 (sigma 0.347, mu 1.871, cut to [1, 30] s), plus one clip of ``long_s`` seconds. Everything is a
+pure function of the seed.
 
 The long corpus (``plan_long_corpus``, ``write_corpus``): Aff-Wild2 (594 tracks, about 28
 media hours at about 30 fps) has videos of minutes in which people speak only now and then, over
 music, noise or nothing. Each long video here is 60-120 s of stretches of 10-35 s: speech (the
 same espeak sentences), music (chords of harmonic tones with a beat), pink noise, or room tone;
 the face moves more (drift and sway) and leaves the frame for a stretch in most videos (the
-background part of the demo's photo). Video at a constant 30 fps whose picture changes 6 times
-a second (the face renderer costs 44 ms a frame), H.264 + AAC like the webcam clips.
+background part of the demo's photo). Video at 1280x720 (Aff-Wild2's YouTube videos are named by
+their size, ``130-25-1280x720.mp4``) and a constant 30 fps, whose picture is rendered 6 times a
+second (the face renderer costs 44 ms a frame) and whose sensor noise changes every frame, H.264 +
+AAC like the webcam clips.
+
+Sensor noise (``CameraNoise``): a camera's temporal noise, spatially correlated by demosaicing and
+the camera's own processing: Gaussian, blurred over ``NOISE_BLUR_PX``, ``NOISE_SIGMA`` grey levels,
+a new field every frame. Without it the encoder codes each rendered picture once and the rest
+almost free: 0.016 bits per pixel (146 kbit/s at 640x480), below every real video in
+../shared/realdata (0.018-0.53, 0.115 for the one camera recording), and a decode three times
+cheaper per pixel than a real one's, so every stage/floor ratio of decode was measured against an
+unrealistically low floor. With it: about 0.09 bits per pixel (2.4 Mbit/s at 1280x720 30 fps, a
+YouTube 720p rate), 2.6 ms to decode a 720p frame on one core.
 """
 
 from __future__ import annotations
@@ -38,6 +50,24 @@ FPS = 30.0
 # covers about a quarter of the frame height (a webcam at arm's length).
 VIEW = (64.0, 0.0, 384.0, 320.0)
 LOG_MU, LOG_SIGMA = 1.871, 0.347  # lognormal with mean 6.9 s and p95 11.5 s
+NOISE_SIGMA, NOISE_BLUR_PX, NOISE_FIELDS = 3.0, 1.5, 16
+
+
+class CameraNoise:
+    """Sensor noise for (height, width) RGB frames: ``NOISE_FIELDS`` fields drawn once, one picked
+    at random for each frame (a new Gaussian field per frame would cost more than the encoder)."""
+
+    def __init__(self, rng: np.random.Generator, height: int, width: int) -> None:
+        self._rng = rng
+        self._fields = []
+        for _ in range(NOISE_FIELDS):
+            grey = cv2.GaussianBlur(rng.standard_normal((height, width)).astype(np.float32), (0, 0), NOISE_BLUR_PX)
+            grey *= NOISE_SIGMA / max(float(grey.std()), 1e-6)
+            self._fields.append(cv2.merge([np.rint(grey).astype(np.int16)] * 3))
+
+    def __call__(self, picture: np.ndarray) -> np.ndarray:
+        field = self._fields[int(self._rng.integers(NOISE_FIELDS))]
+        return cv2.add(picture, field, dtype=cv2.CV_8U)  # saturating: stays in [0, 255]
 
 
 @dataclass(frozen=True)
@@ -95,7 +125,8 @@ def write_webcam_clip(path: Path, clip: WebcamClip) -> float:
         float(rng.uniform(0.1, 0.4)),
         float(rng.uniform(0.1, 0.4)),
     )
-    frames = (_frame(look, float(jaw[k]), float(t)) for k, t in enumerate(times))
+    noise = CameraNoise(rng, HEIGHT, WIDTH)
+    frames = (noise(_frame(look, float(jaw[k]), float(t))) for k, t in enumerate(times))
     mux_clip(path, frames, times, audio=audio, sample_rate=SPEECH_RATE, crf=23, preset="veryfast")
     return float(duration)
 
@@ -117,6 +148,7 @@ def write_corpus(folder: Path, items: list[WebcamClip] | list[LongVideo], *, wor
 
 
 LONG_FPS = 30.0
+LONG_WIDTH, LONG_HEIGHT = 1280, 720
 LONG_RENDER_FPS = 6.0  # distinct pictures per second; each is held for the frames between
 KINDS = ("speech", "music", "noise", "room")
 
@@ -206,6 +238,8 @@ def write_long_video(path: Path, video: LongVideo) -> float:
     smile, brow = float(rng.uniform(-1, 1)), float(rng.uniform(-1, 1))
     fx, fy, drift = float(rng.uniform(0.05, 0.2)), float(rng.uniform(0.05, 0.2)), float(rng.uniform(10, 30))
 
+    noise = CameraNoise(rng, LONG_HEIGHT, LONG_WIDTH)
+
     def frames():
         picture = None
         step = round(LONG_FPS / LONG_RENDER_FPS)
@@ -225,9 +259,11 @@ def write_long_video(path: Path, video: LongVideo) -> float:
                         angle_deg=8 * math.sin(2 * math.pi * fx * 0.7 * t),
                         crop=VIEW,
                     )
-                pad = (WIDTH - HEIGHT) // 2
-                picture = cv2.copyMakeBorder(square, 0, 0, pad, WIDTH - HEIGHT - pad, cv2.BORDER_REFLECT)
-            yield picture
+                # Rendered at 480 px and enlarged: the renderer's cost grows with the square of the size.
+                square = cv2.resize(square, (LONG_HEIGHT, LONG_HEIGHT), interpolation=cv2.INTER_LINEAR)
+                pad = (LONG_WIDTH - LONG_HEIGHT) // 2
+                picture = cv2.copyMakeBorder(square, 0, 0, pad, LONG_WIDTH - LONG_HEIGHT - pad, cv2.BORDER_REFLECT)
+            yield noise(picture)
 
     mux_clip(path, frames(), times, audio=audio, sample_rate=SPEECH_RATE, crf=23, preset="veryfast")
     return float(duration)

@@ -92,7 +92,8 @@ def to_pcm16(samples: np.ndarray) -> np.ndarray:
     # In the input's own precision: scaling by a power of two is exact and every float32 below 2**24
     # rounds to a whole number exactly, so float32 gives the float64 path's values without its
     # copies (a sixth of decode's own CPU on long videos went here).
-    scaled = values * values.dtype.type(32768.0)
+    with np.errstate(over="ignore"):  # a float32 past 2**113 overflows to inf: clipped below like inf
+        scaled = values * values.dtype.type(32768.0)
     if not np.isfinite(scaled).all():
         scaled = np.nan_to_num(scaled, nan=0.0, posinf=32767.0, neginf=-32768.0)
     np.rint(scaled, out=scaled)
