@@ -25,8 +25,8 @@ a new field every frame. Without it the encoder codes each rendered picture once
 almost free: 0.016 bits per pixel (146 kbit/s at 640x480), below every real video in
 ../shared/realdata (0.018-0.53, 0.115 for the one camera recording), and a decode three times
 cheaper per pixel than a real one's, so every stage/floor ratio of decode was measured against an
-unrealistically low floor. With it: about 0.09 bits per pixel (2.4 Mbit/s at 1280x720 30 fps, a
-YouTube 720p rate), 2.6 ms to decode a 720p frame on one core.
+unrealistically low floor. With it: 0.11 bits per pixel (2.9-3.1 Mbit/s at 1280x720 30 fps, a
+YouTube 720p rate) for the long videos, 0.10 (0.9 Mbit/s) for the 640x480 webcam clips.
 """
 
 from __future__ import annotations
