@@ -103,8 +103,9 @@ class DecodeParams(Section):
     # 1: the detector on every frame. Organiser crops never run it. 5, from
     # benchmarks/bench_face_tracking.py on the real videos (docs/long-videos.md): boxes at IoU 0.96
     # mean (0.90 at the 5th percentile) with per-frame detection, visual features at cosine 0.98,
-    # a quarter of the detector calls, decode 1.1-1.4x the bare PyAV decode against 1.5-1.65x
-    # (a shared machine); 10 saves little more and finds an entering face up to 1.8 s late.
+    # a quarter of the detector calls, decode 1.17x the bare PyAV decode against 1.76x (1.1-1.4x
+    # against 1.5-1.65x on a shared machine); 10 saves little more and finds an entering face up
+    # to 1.8 s late.
     detect_every: int = Field(default=5, ge=1)
     # Detection confidence threshold: a weaker detection is no face.
     min_face_score: float = Field(default=0.5, ge=0.0, le=1.0)
