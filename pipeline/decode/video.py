@@ -38,8 +38,10 @@ class VideoSampler:
     and only chosen frames are converted to RGB. After iterating, ``n_decoded``, ``end``,
     ``truncated`` and ``log`` describe the stream, ``frame_pts`` holds the clip-timeline pts of every
     decoded frame kept (in order: the frames a per-frame label file counts) and ``sample_frame`` the
-    index into it of each sample's source frame. The constructor raises when the file cannot be
-    read; iterating raises on decoder bugs (a bad packet is only counted in ``log``).
+    index into it of each sample's source frame. ``header_times``: the stream's (start, duration)
+    as :func:`pipeline.decode.probe.probe` read them, else the constructor opens the file for them
+    (and raises when it cannot be read). Iterating raises on decoder bugs (a bad packet is only
+    counted in ``log``).
     """
 
     def __init__(
