@@ -30,27 +30,41 @@ def without_dc(samples: np.ndarray) -> np.ndarray:
     return values - values.mean() if values.size else values
 
 
+def _dbfs(rms: float) -> float:
+    return max(SILENCE_FLOOR_DBFS, 20.0 * math.log10(rms)) if rms > 0 else SILENCE_FLOOR_DBFS
+
+
+def _rms_dbfs(centred: np.ndarray) -> float:
+    return _dbfs(math.sqrt(float(np.mean(np.square(centred))))) if centred.size else SILENCE_FLOOR_DBFS
+
+
+def _active_dbfs(centred: np.ndarray, sample_rate: int) -> float:
+    frame = max(1, round(ACTIVE_FRAME_S * sample_rate))
+    n_frames = len(centred) // frame
+    if n_frames == 0:
+        return _rms_dbfs(centred)
+    power = np.mean(np.square(centred[: n_frames * frame].reshape(n_frames, frame)), axis=1)
+    loudest = np.sort(power)[-max(1, math.ceil(ACTIVE_FRACTION * n_frames)) :]
+    return _dbfs(math.sqrt(float(np.mean(loudest))))
+
+
 def level_dbfs(samples: np.ndarray) -> float:
     """RMS level around the mean (DC removed) in dB full scale, floored at ``SILENCE_FLOOR_DBFS``."""
-    if samples.size == 0:
-        return SILENCE_FLOOR_DBFS
-    rms = math.sqrt(float(np.mean(np.square(without_dc(samples)))))
-    return max(SILENCE_FLOOR_DBFS, 20.0 * math.log10(rms)) if rms > 0 else SILENCE_FLOOR_DBFS
+    return _rms_dbfs(without_dc(samples))
 
 
 def active_level_dbfs(samples: np.ndarray, sample_rate: int) -> float:
     """RMS of the loudest ``ACTIVE_FRACTION`` of ``ACTIVE_FRAME_S`` frames in dB full scale (the
     whole track when shorter than one frame), floored at ``SILENCE_FLOOR_DBFS``; the track's
     mean (DC offset) is removed first."""
-    frame = max(1, round(ACTIVE_FRAME_S * sample_rate))
-    n_frames = len(samples) // frame
-    if n_frames == 0:
-        return level_dbfs(samples)
+    return _active_dbfs(without_dc(samples), sample_rate)
+
+
+def track_levels_dbfs(samples: np.ndarray, sample_rate: int) -> tuple[float, float]:
+    """(:func:`level_dbfs`, :func:`active_level_dbfs`) of one track, its mean removed once (a
+    float64 copy of a long track each time otherwise)."""
     centred = without_dc(samples)
-    power = np.mean(np.square(centred[: n_frames * frame].reshape(n_frames, frame)), axis=1)
-    loudest = np.sort(power)[-max(1, math.ceil(ACTIVE_FRACTION * n_frames)) :]
-    rms = math.sqrt(float(np.mean(loudest)))
-    return max(SILENCE_FLOOR_DBFS, 20.0 * math.log10(rms)) if rms > 0 else SILENCE_FLOOR_DBFS
+    return _rms_dbfs(centred), _active_dbfs(centred, sample_rate)
 
 
 def to_speaking_level(samples: np.ndarray, active_dbfs: float) -> np.ndarray:

@@ -28,7 +28,7 @@ from pipeline.decoded import (
     from_pcm16,
     to_pcm16,
 )
-from pipeline.levels import active_level_dbfs, level_dbfs, without_dc
+from pipeline.levels import track_levels_dbfs, without_dc
 from pipeline.runtime.devices import usable_cpus
 
 
@@ -230,8 +230,7 @@ class ClipDecoder:
             obs.audio_samples = len(samples)
             if audio_unusable(obs.audio_nonfinite, obs.audio_samples):
                 return None  # classify says why; the level of a mostly-NaN track would mean nothing
-            obs.audio_dbfs = level_dbfs(samples)
-            obs.audio_active_dbfs = active_level_dbfs(samples, rate)
+            obs.audio_dbfs, obs.audio_active_dbfs = track_levels_dbfs(samples, rate)
             if needs_speech_check(obs.audio_active_dbfs, self.params):
                 obs.audio_speech = speech_found(without_dc(samples), rate, obs.audio_active_dbfs)
         return samples

@@ -1,6 +1,6 @@
 """Is there speech in a quiet track? Silero VAD on the track scaled to a speaking level.
 
-Used by decode only for tracks whose active level (``audio.active_level_dbfs``) lies between
+Used by decode only for tracks whose active level (``pipeline.levels.active_level_dbfs``) lies between
 ``decode.silence_dbfs`` and ``decode.speech_check_dbfs``: that band holds both quiet real speech
 (RAVDESS attenuated by 20-30 dB: loudest frames down to -76 dBFS) and near-silence (hum, hiss,
 dither at -60 to -75 dBFS), which no level separates. Silero VAD separates them once the gain is
